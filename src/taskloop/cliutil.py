@@ -1,0 +1,85 @@
+"""Helpers shared by the CLI modules: error display, exit statuses, size options."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from taskloop.errors import EXIT_STATUS_HELP, ExitStatus, TaskloopError
+from taskloop.log import logger
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Typer folds single newlines; blank lines keep one status per line in --help.
+EPILOG = EXIT_STATUS_HELP.replace("\n", "\n\n")
+
+
+def fail(exc: TaskloopError) -> NoReturn:
+    """Print an expected error the way people read it and exit with its status."""
+    logger.debug("error %s", exc.code, exc_info=exc)
+    typer.echo(f"error[{exc.code}]: {exc.message}", err=True)
+    if exc.hint:
+        typer.echo(f"  hint: {exc.hint}", err=True)
+    raise typer.Exit(int(exc.exit_status))
+
+
+def handle_errors(func: F) -> F:
+    """Turn expected errors into messages and exit statuses; never show a raw traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TaskloopError as exc:
+            fail(exc)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            logger.debug("internal error", exc_info=exc)
+            typer.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "  this is a bug in taskloop; rerun with --debug to see the traceback",
+                err=True,
+            )
+            raise typer.Exit(int(ExitStatus.INTERNAL)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+
+
+def parse_size(text: str) -> int:
+    """'8GiB', '500MB', '1048576' -> bytes."""
+    match = _SIZE.match(text)
+    unit = (match.group(2) or "").lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise typer.BadParameter(f"{text!r} is not a size (examples: 4096, 500MB, 8GiB)")
+    return int(float(match.group(1)) * _UNITS[unit])

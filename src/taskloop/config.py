@@ -1,0 +1,28 @@
+"""Settings from the environment (``TASKLOOP_*``); per-command options come from the CLI."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Unknown ``TASKLOOP_*`` variables are ignored, bad values fail."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKLOOP_", extra="ignore")
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: int = logging.INFO
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        if isinstance(value, str) and not value.isdigit():
+            level = logging.getLevelName(value.upper())
+            if not isinstance(level, int):
+                raise ValueError(f"unknown log level {value!r}")
+            return level
+        return value
