@@ -309,6 +309,13 @@ class Base64Decoder:
         while i < len(lines):
             line = lines[i].rstrip(b"\r")
             nxt = lines[i + 1].rstrip(b"\r") if i + 1 < len(lines) else None
+            if w and len(line) == 2 * w + 1:
+                # A line break became a character: two lines glued by one extra character.
+                self._note(offset + w, "a character where a line break belongs")
+                out.append(self._clean_line(line[:w] + line[w + 1 :], offset))
+                offset += len(lines[i]) + 1
+                i += 1
+                continue
             if w and nxt is not None and len(line) < w and len(line) + len(nxt) == w - 1:
                 # A character became LF: put a placeholder where it was.
                 self._note(offset + len(line), "a line break inside a line")
