@@ -44,6 +44,7 @@ def root(
         str | None,
         typer.Option(
             "--log-format",
+            metavar="FORMAT",
             help="Log records as 'text' (people) or 'json' (machines). Env: TASKLOOP_LOG_FORMAT.",
         ),
     ] = None,
@@ -79,7 +80,7 @@ if __name__ == "__main__":  # pragma: no cover
 @handle_errors
 def demo(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Directory for the demo's files.")
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo's files.")
     ] = Path("demo-out"),
 ) -> None:
     """The main job on embedded defaults: encode the bundled sample task archive as a blob,

@@ -14,8 +14,8 @@ from taskloop.log import logger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Typer folds single newlines; blank lines keep one status per line in --help.
-EPILOG = EXIT_STATUS_HELP.replace("\n", "\n\n")
+# "\b" keeps Click from re-wrapping the paragraph, so each status stays on its own line.
+EPILOG = "\b\n" + EXIT_STATUS_HELP
 
 
 def fail(exc: TaskloopError) -> NoReturn:

@@ -21,7 +21,6 @@ from taskloop.blob.codec import (
     verify_file,
 )
 from taskloop.blob.crypto import (
-    DEFAULT_CHUNK_SIZE,
     KEY_ENV,
     NO_KEYS,
     Keys,
@@ -54,15 +53,19 @@ KeyFile = Annotated[
     typer.Option(
         "--key-file",
         "-k",
+        metavar="KEYFILE",
         help=f"Key file: 64 hex digits / base64 of 32 bytes, or a PEM RSA private key. "
         f"Repeatable. Default: ${KEY_ENV}.",
     ),
 ]
-ReportOpt = Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")]
+ReportOpt = Annotated[
+    Path | None, typer.Option("--report", metavar="FILE", help="Write the JSON report here.")
+]
 TemplateOpt = Annotated[
     Path | None,
     typer.Option(
         "--template",
+        metavar="FILE",
         help="Write this file's bytes in place of each lost non-critical member "
         "(default: skip them).",
     ),
@@ -71,22 +74,38 @@ CriticalOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--critical",
+        metavar="GLOB",
         help="Glob of members whose loss fails the repair, for inputs without a manifest "
         "(a blob's manifest carries its own flags). Repeatable.",
     ),
 ]
 MaxTotal = Annotated[
-    str, typer.Option("--max-total-size", help="Most uncompressed bytes in all (e.g. 8GiB).")
+    str,
+    typer.Option(
+        "--max-total-size", metavar="SIZE", help="Most uncompressed bytes in all (e.g. 8GiB)."
+    ),
 ]
 MaxMember = Annotated[
-    str, typer.Option("--max-member-size", help="Most uncompressed bytes in one member.")
+    str,
+    typer.Option(
+        "--max-member-size", metavar="SIZE", help="Most uncompressed bytes in one member."
+    ),
 ]
 MaxRatio = Annotated[
-    float, typer.Option("--max-ratio", help="Most compression ratio of a member past 1 MiB.")
+    float,
+    typer.Option(
+        "--max-ratio", metavar="RATIO", help="Most compression ratio of a member past 1 MiB."
+    ),
 ]
-MaxMembers = Annotated[int, typer.Option("--max-members", help="Most members in an archive.")]
-MaxNesting = Annotated[int, typer.Option("--max-nesting", help="Most archives-in-archives depth.")]
-MaxDepth = Annotated[int, typer.Option("--max-path-depth", help="Most directories in a path.")]
+MaxMembers = Annotated[
+    int, typer.Option("--max-members", metavar="N", help="Most members in an archive.")
+]
+MaxNesting = Annotated[
+    int, typer.Option("--max-nesting", metavar="N", help="Most archives-in-archives depth.")
+]
+MaxDepth = Annotated[
+    int, typer.Option("--max-path-depth", metavar="N", help="Most directories in a path.")
+]
 
 
 def _limits(
@@ -146,33 +165,43 @@ def _salvage_failed(exc: DamagedArchiveError, report_path: Path | None) -> None:
 @blob_app.command()
 @handle_errors
 def encode(
-    archive: Annotated[Path, typer.Argument(help="The ZIP archive to encode.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the blob.")],
+    archive: Annotated[Path, typer.Argument(metavar="ARCHIVE", help="The ZIP archive to encode.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="BLOB", help="Where to write the blob.")
+    ],
     wrap: Annotated[
-        int, typer.Option(help="Characters per payload line (multiple of 4); 0 for one line.")
+        int,
+        typer.Option(
+            metavar="N", help="Characters per payload line (multiple of 4); 0 for one line."
+        ),
     ] = 76,
     urlsafe: Annotated[bool, typer.Option(help="Use the URL-safe base64 alphabet.")] = False,
     critical: Annotated[
         list[str] | None,
         typer.Option(
             "--critical",
+            metavar="GLOB",
             help="Glob of members whose loss must fail a repair. Repeatable. "
             f"Default: {', '.join(DEFAULT_CRITICAL)}.",
         ),
     ] = None,
     key_file: Annotated[
         list[Path] | None,
-        typer.Option("--key-file", "-k", help="Encrypt for this symmetric key file. Repeatable."),
+        typer.Option(
+            "--key-file", "-k", metavar="KEYFILE", help="Encrypt for this key file. Repeatable."
+        ),
     ] = None,
     recipient: Annotated[
         list[Path] | None,
-        typer.Option("--recipient", help="Encrypt for this PEM RSA public key. Repeatable."),
+        typer.Option(
+            "--recipient", metavar="PEM", help="Encrypt for this PEM RSA public key. Repeatable."
+        ),
     ] = None,
-    chunk_size: Annotated[str, typer.Option(help="Plaintext bytes per encrypted chunk.")] = str(
-        DEFAULT_CHUNK_SIZE
-    ),
-    max_total_size: MaxTotal = str(_D.max_total_size),
-    max_member_size: MaxMember = str(_D.max_member_size),
+    chunk_size: Annotated[
+        str, typer.Option(metavar="SIZE", help="Plaintext bytes per encrypted chunk.")
+    ] = "64KiB",
+    max_total_size: MaxTotal = "8GiB",
+    max_member_size: MaxMember = "4GiB",
     max_ratio: MaxRatio = _D.max_ratio,
     max_members: MaxMembers = _D.max_members,
     max_nesting: MaxNesting = _D.max_nesting,
@@ -217,7 +246,9 @@ def encode(
 @handle_errors
 def decode(
     blob: BlobArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the archive.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="ARCHIVE", help="Where to write the archive.")
+    ],
     repair: Annotated[
         bool, typer.Option("--repair", help="Salvage what verifies instead of failing.")
     ] = False,
@@ -225,8 +256,8 @@ def decode(
     template: TemplateOpt = None,
     critical: CriticalOpt = None,
     key_file: KeyFile = None,
-    max_total_size: MaxTotal = str(_D.max_total_size),
-    max_member_size: MaxMember = str(_D.max_member_size),
+    max_total_size: MaxTotal = "8GiB",
+    max_member_size: MaxMember = "4GiB",
     max_ratio: MaxRatio = _D.max_ratio,
     max_members: MaxMembers = _D.max_members,
     max_nesting: MaxNesting = _D.max_nesting,
@@ -267,8 +298,8 @@ def verify(
     report: ReportOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     key_file: KeyFile = None,
-    max_total_size: MaxTotal = str(_D.max_total_size),
-    max_member_size: MaxMember = str(_D.max_member_size),
+    max_total_size: MaxTotal = "8GiB",
+    max_member_size: MaxMember = "4GiB",
     max_ratio: MaxRatio = _D.max_ratio,
     max_members: MaxMembers = _D.max_members,
     max_nesting: MaxNesting = _D.max_nesting,
@@ -287,13 +318,15 @@ def verify(
 @handle_errors
 def repair(
     blob: BlobArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the archive.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="ARCHIVE", help="Where to write the archive.")
+    ],
     report: ReportOpt = None,
     template: TemplateOpt = None,
     critical: CriticalOpt = None,
     key_file: KeyFile = None,
-    max_total_size: MaxTotal = str(_D.max_total_size),
-    max_member_size: MaxMember = str(_D.max_member_size),
+    max_total_size: MaxTotal = "8GiB",
+    max_member_size: MaxMember = "4GiB",
     max_ratio: MaxRatio = _D.max_ratio,
     max_members: MaxMembers = _D.max_members,
     max_nesting: MaxNesting = _D.max_nesting,
@@ -330,7 +363,10 @@ def repair(
 def extract(
     blob: BlobArg,
     directory: Annotated[
-        Path, typer.Option("--directory", "-d", help="Target directory (created if missing).")
+        Path,
+        typer.Option(
+            "--directory", "-d", metavar="DIR", help="Target directory (created if missing)."
+        ),
     ],
     repair: Annotated[
         bool, typer.Option("--repair", help="Extract what verifies from a damaged blob.")
@@ -340,8 +376,8 @@ def extract(
     template: TemplateOpt = None,
     critical: CriticalOpt = None,
     key_file: KeyFile = None,
-    max_total_size: MaxTotal = str(_D.max_total_size),
-    max_member_size: MaxMember = str(_D.max_member_size),
+    max_total_size: MaxTotal = "8GiB",
+    max_member_size: MaxMember = "4GiB",
     max_ratio: MaxRatio = _D.max_ratio,
     max_members: MaxMembers = _D.max_members,
     max_nesting: MaxNesting = _D.max_nesting,
@@ -420,11 +456,14 @@ def inspect(
 @blob_app.command()
 @handle_errors
 def keygen(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Key file to create.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="KEYFILE", help="Key file to create.")
+    ],
     rsa_bits: Annotated[
         int,
         typer.Option(
             "--rsa",
+            metavar="BITS",
             help="Create an RSA key pair of this many bits instead (OUTPUT private, "
             "OUTPUT.pub public); 0 for a symmetric key.",
         ),

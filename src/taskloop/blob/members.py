@@ -43,6 +43,8 @@ STORED_CHUNK = 16 << 20  # stored data needs no inflating: hash it in larger pie
 NESTED_IN_MEMORY = 16 << 20  # nested archives up to this size are scanned in memory
 
 T = TypeVar("T")
+# isal_zlib.error (IsalError) derives from Exception, not from OSError as zlib.error does.
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, isal_zlib.error)
 
 
 class MemberDamage(Exception):
@@ -178,7 +180,7 @@ class MemberReader:
             while True:
                 try:
                     out = step.feed(data)
-                except (OSError, ValueError, EOFError) as exc:  # isal_zlib.error is an OSError
+                except _INFLATE_ERRORS as exc:
                     raise MemberDamage(f"compressed data is corrupt: {exc}") from None
                 data = b""
                 self.consumed = fed - step.pending

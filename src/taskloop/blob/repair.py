@@ -144,6 +144,9 @@ def analyze(
         with step("scan", in_bytes=src.size) as info:
             _scan(src, listed, cd_entries, limits, budget, result)
             info["found"] = sum(1 for f in result.found.values() if f.ok)
+    if listed is None:
+        # A member the central directory lists but nothing located is missing, not unmentioned.
+        result.order.extend(name for name in cd_entries if name not in result.found)
     return result
 
 

@@ -9,10 +9,10 @@ central directory (zip64 records where sizes, offsets or counts need them).
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from isal import isal_zlib
 
 from taskloop.blob.members import Writer, crc32
 from taskloop.blob.zipread import (
@@ -133,7 +133,7 @@ class RawZipWriter:
         dos_date: int = (1980 - 1980) << 9 | 1 << 5 | 1,
     ) -> None:
         """Add a member from uncompressed bytes (deflated)."""
-        comp = isal_zlib.compressobj(6, isal_zlib.DEFLATED, -15)
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
         data = comp.compress(content) + comp.flush()
         self.add_raw(
             raw_name=raw_name,

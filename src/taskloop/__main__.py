@@ -1,0 +1,5 @@
+"""``python -m taskloop`` runs the CLI."""
+
+from taskloop.cli import main
+
+main()
