@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from isal import isal_zlib
 
@@ -44,7 +44,13 @@ NESTED_IN_MEMORY = 16 << 20  # nested archives up to this size are scanned in me
 
 T = TypeVar("T")
 # isal_zlib.error (IsalError) derives from Exception, not from OSError as zlib.error does.
-_INFLATE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, isal_zlib.error)
+# (isal's stubs type it as an instance, hence the cast.)
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    ValueError,
+    EOFError,
+    cast("type[Exception]", isal_zlib.error),
+)
 
 
 class MemberDamage(Exception):

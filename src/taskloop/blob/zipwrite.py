@@ -13,7 +13,6 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
 from taskloop.blob.members import Writer, crc32
 from taskloop.blob.zipread import (
     CENTRAL_HEADER,
