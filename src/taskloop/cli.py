@@ -105,7 +105,7 @@ def demo(
     console = Console()
     console.print(table)
     if result.repair_report is not None:
-        console.print(result.repair_report.summary(), markup=False, highlight=False)
+        typer.echo(result.repair_report.summary())
     if not result.ok:
         for failure in result.failures:
             typer.echo(f"demo check failed: {failure}", err=True)

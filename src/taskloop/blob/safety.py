@@ -256,6 +256,17 @@ def locate_members(src: ByteSource, directory: ZipDirectory, limits: Limits) -> 
         ZipStructureError: a local header is missing or disagrees with the directory.
     """
     check_entries(directory.entries, limits)
+    # Entries sharing one local header are the simplest overlap bomb; say so before the
+    # local header's name check reports it as a mere name mismatch.
+    first_at: dict[int, ZipEntry] = {}
+    for entry in directory.entries:
+        other = first_at.setdefault(entry.header_offset, entry)
+        if other is not entry:
+            raise OverlapError(
+                f"members {other.name!r} and {entry.name!r} share the local header at offset "
+                f"{entry.header_offset}; overlapping entries are how 'overlap' zip bombs work",
+                member=entry.name,
+            )
     located = [
         Located(entry, read_local_header(src, entry).data_offset) for entry in directory.entries
     ]
