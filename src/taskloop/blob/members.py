@@ -358,11 +358,11 @@ class _Spool:
 
 
 def scan_nested(src: ByteSource, *, limits: Limits, budget: Budget, depth: int) -> None:
-    """Enforce size, ratio and nesting limits inside a nested archive.
+    """Enforce the safety rules inside a nested archive.
 
     taskloop extracts a nested archive as a file and never unpacks it, so damage inside
-    it is not an error of the outer archive; only what would harm a recursive unpacker
-    (bombs, nesting) is raised.
+    it is not an error of the outer archive; what would harm a recursive unpacker (bombs,
+    nesting, unsafe names, links, overlaps) is raised.
     """
     try:
         directory = read_directory(src, max_members=limits.max_members)

@@ -86,7 +86,8 @@ class Analysis:
     found: dict[str, Found] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # names in archive order
     directory_ok: bool = False
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # damage
+    notes: list[str] = field(default_factory=list)  # oddities that are not damage
 
 
 def _from_entry(entry: ZipEntry, data_offset: int, check: MemberCheck | None, source: str) -> Found:
@@ -170,10 +171,11 @@ def _check_directory(
     budget: Budget,
     result: Analysis,
 ) -> None:
+    # A self-extractor stub or trailing bytes are legal ZIP; they are noted, not damage.
     if directory.prefix:
-        result.problems.append(f"{directory.prefix} bytes of junk before the archive")
+        result.notes.append(f"{directory.prefix} bytes of junk before the archive")
     if directory.end < src.size:
-        result.problems.append(f"{src.size - directory.end} bytes of junk after the archive")
+        result.notes.append(f"{src.size - directory.end} bytes of junk after the archive")
     located: Sequence[Located] | None
     try:
         located = locate_members(src, directory, limits)
@@ -441,6 +443,8 @@ def _salvage_stored_descriptor(
             count += 1
             if count >= MAX_DESCRIPTOR_CANDIDATES:
                 break
+    # The input may end right after the descriptor (cut where the directory began).
+    candidates.extend([(src.size - 12, 12), (src.size - 20, 20)])
     for end, length in sorted(set(candidates)):
         if end < start:
             continue
@@ -564,6 +568,7 @@ def build_report(
                 )
             )
     report.problems.extend(analysis.problems)
+    report.notes.extend(analysis.notes)
 
 
 def decide(report: Report, *, template: bytes | None, writing: bool) -> None:

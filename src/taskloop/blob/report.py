@@ -77,6 +77,7 @@ class Report:
     outcome: Outcome = Outcome.INTACT
     members: list[MemberReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # oddities that are not damage
     archive_size_expected: int | None = None
     archive_size_actual: int | None = None
     archive_sha256_expected: str | None = None
@@ -126,6 +127,7 @@ class Report:
             + f" (of {total})",
         ]
         lines.extend(f"  problem: {p}" for p in self.problems[:10])
+        lines.extend(f"  note: {n}" for n in self.notes[:5])
         if len(self.problems) > 10:
             lines.append(f"  ... and {len(self.problems) - 10} more problems (see the JSON report)")
         shown = [m for m in self.members if m.status != MemberStatus.INTACT]

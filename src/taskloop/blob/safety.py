@@ -218,14 +218,19 @@ def check_entries(entries: tuple[ZipEntry, ...], limits: Limits) -> None:
         check_declared_sizes(entry, limits)
         key = _collision_key(entry.name)
         if key in seen:
-            same = seen[key] == entry.name
-            raise DuplicateNameError(
-                f"member name {entry.name!r} appears twice"
-                if same
-                else f"member names {seen[key]!r} and {entry.name!r} differ only in case or "
-                "Unicode normalisation, so they collide on most file systems",
-                member=entry.name,
-            )
+            first = seen[key]
+            if first == entry.name:
+                message = f"member name {entry.name!r} appears twice"
+            elif first.rstrip("/") == entry.name.rstrip("/"):
+                message = (
+                    f"path {entry.name.rstrip('/')!r} is used both as a file and as a directory"
+                )
+            else:
+                message = (
+                    f"member names {first!r} and {entry.name!r} differ only in case or "
+                    "Unicode normalisation, so they collide on most file systems"
+                )
+            raise DuplicateNameError(message, member=entry.name)
         seen[key] = entry.name
         (dirs if entry.is_dir else files).add(key)
         parts = key.split("/")
