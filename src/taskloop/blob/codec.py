@@ -76,7 +76,7 @@ from taskloop.log import step
 DEFAULT_CRITICAL = ("manifest.json",)
 DEFAULT_WRAP = 76
 PAYLOAD_CHUNK = 8 << 20
-HASH_CHUNK = 8 << 20
+HASH_CHUNK = 1 << 20
 _END_SEARCH = b"\n" + END_LINE
 
 
@@ -271,13 +271,19 @@ def encode_zip_to_utf8_blob(
             critical=critical,
             limits=limits,
             workers=workers,
-            extra=[lambda: list(_payload_text(src, wrap=wrap, alphabet=alphabet, sealing=sealing))],
+            # Pieces become str on that thread, so the result is one join, not join + decode.
+            extra=[
+                lambda: [
+                    piece.decode("ascii")
+                    for piece in _payload_text(src, wrap=wrap, alphabet=alphabet, sealing=sealing)
+                ]
+            ],
         )
         header = _build_header(
             archive, members, wrap=wrap, alphabet=alphabet, sealing=sealing, keys=keys
         )
         assert isinstance(payload, list)
-        text = b"".join([render_header(header), *payload]).decode("ascii")
+        text = "".join([render_header(header).decode("ascii"), *payload])
         info.update(out_bytes=len(text), members=len(members), encrypted=sealing is not None)
     return text
 
@@ -486,7 +492,7 @@ def _strict_decode_checks(
     if bad:
         first = bad[0]
         names = ", ".join(repr(m.name) for m in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        kind = "sha256" if first.sha256_actual else "crc32"
+        kind = "sha256" if first.sha256_expected else "crc32"
         raise ChecksumMismatchError(
             f"checksum mismatch: member {first.name!r} is {first.status.value} "
             f"({first.detail}); damaged or missing: {names}",
@@ -495,7 +501,8 @@ def _strict_decode_checks(
             expected=(first.sha256_expected or "")
             if kind == "sha256"
             else (first.crc32_expected or ""),
-            actual=(first.sha256_actual or "") if kind == "sha256" else (first.crc32_actual or ""),
+            actual=(first.sha256_actual if kind == "sha256" else first.crc32_actual)
+            or "unreadable (the data does not inflate)",
             hint="`taskloop blob repair` salvages the members that verify",
         )
     raise ChecksumMismatchError(

@@ -37,6 +37,19 @@ def open_text(blob: BlobInput | Path) -> Iterator[tuple[Callable[[int], bytes], 
         with fh:
             yield fh.read, str(blob)
         return
+    if isinstance(blob, str) and blob.isascii():
+        # Every blob is ASCII: encode a read at a time, never a copy of the whole text.
+        text = blob
+        at = 0
+
+        def read_ascii(n: int) -> bytes:
+            nonlocal at
+            piece = text[at : at + n].encode("ascii")
+            at += len(piece)
+            return piece
+
+        yield read_ascii, "<memory>"
+        return
     if isinstance(blob, str):
         try:
             data = blob.encode("utf-8")

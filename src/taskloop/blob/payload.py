@@ -36,7 +36,7 @@ from taskloop.blob.format import (
 from taskloop.blob.members import Writer
 from taskloop.blob.textin import Chunk, TextReader, sniff
 
-PAYLOAD_CHUNK = 8 << 20
+PAYLOAD_CHUNK = 1 << 20  # small steps stay in cache and keep peak memory low
 _END_SEARCH = b"\n" + END_LINE
 
 
@@ -92,15 +92,11 @@ def _payload_pieces(reader: TextReader) -> Iterator[Chunk]:
             carry, carry_at = data, (offset, line, col)
             continue
         piece, carry = data[:cut], data[cut:]
-        yield Chunk(piece, offset, line, col)
         if carry:
-            newlines = piece.count(b"\n")
-            last = piece.rfind(b"\n")
-            carry_at = (
-                offset + cut,
-                line + newlines,
-                (cut - last) if newlines else col + cut,
-            )
+            # The carry is this chunk's tail after its last LF, and the reader stands just
+            # past it: its position comes without counting the piece's newlines again.
+            carry_at = (reader.offset - len(carry), reader.line, reader.column - len(carry))
+        yield Chunk(piece, offset, line, col)
     if carry:
         yield Chunk(carry, *carry_at)
 

@@ -12,6 +12,7 @@ Layout reference: PKWARE APPNOTE.TXT 6.3.10, sections 4.3.6-4.3.16 and 4.5.3.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from taskloop.blob.errors import (
@@ -60,6 +61,7 @@ FLAG_UTF8 = 0x0800
 MAX_U16 = 0xFFFF
 MAX_U32 = 0xFFFFFFFF
 MAX_COMMENT = 0xFFFF
+EOCD_SCAN_CHUNK = 1 << 20  # bytes read per step when searching for the end record
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +153,24 @@ def _zip64_extra(extra: bytes, need: list[str], values: dict[str, int]) -> bool:
     return False
 
 
-def _find_eocd(src: ByteSource, *, search_all: bool) -> list[int]:
-    """Offsets of end-record signatures, last first (the last one is the real one)."""
+def _find_eocd(src: ByteSource, *, search_all: bool) -> Iterator[int]:
+    """Offsets of end-record signatures, last first (the last one is the real one).
+
+    Lazy, and read backwards a block at a time: an intact archive costs one read of its
+    tail even with ``search_all``, and a search of a large input stays in bounded memory.
+    """
     size = src.size
-    window = size if search_all else min(size, EOCD.size + MAX_COMMENT)
-    start = size - window
-    tail = bytes(src.read_at(start, window))
-    found = []
-    pos = tail.rfind(EOCD_SIG)
-    while pos >= 0:
-        found.append(start + pos)
-        pos = tail.rfind(EOCD_SIG, 0, pos)
-    return found
+    lowest = 0 if search_all else size - min(size, EOCD.size + MAX_COMMENT)
+    end = size  # signatures starting before ``end`` are still to be found
+    while end > lowest:
+        start = max(lowest, end - EOCD_SCAN_CHUNK)
+        # Read 3 bytes past ``end`` so that a signature straddling two blocks is found.
+        block = bytes(src.read_at(start, min(size, end + len(EOCD_SIG) - 1) - start))
+        pos = block.rfind(EOCD_SIG)
+        while pos >= 0:
+            yield start + pos
+            pos = block.rfind(EOCD_SIG, 0, pos)
+        end = start
 
 
 def read_directory(
@@ -184,8 +192,13 @@ def read_directory(
         raise NotAZipError(
             f"not a ZIP archive: {src.size} bytes is shorter than the smallest ZIP (22 bytes)"
         )
-    candidates = _find_eocd(src, search_all=search_all)
-    if not candidates:
+    last_error: ZipStructureError | None = None
+    for eocd_offset in _find_eocd(src, search_all=search_all):
+        try:
+            return _read_from_eocd(src, eocd_offset, max_members)
+        except ZipStructureError as exc:
+            last_error = exc
+    if last_error is None:
         head = bytes(src.read_at(0, 4))
         what = "it starts like a ZIP but" if head == LOCAL_SIG else "it"
         raise NotAZipError(
@@ -193,13 +206,6 @@ def read_directory(
             f"(signature PK\\x05\\x06) in its last {min(src.size, EOCD.size + MAX_COMMENT)} bytes",
             hint="if the archive was cut short or its end damaged, try `taskloop blob repair`",
         )
-    last_error: ZipStructureError | None = None
-    for eocd_offset in candidates:
-        try:
-            return _read_from_eocd(src, eocd_offset, max_members)
-        except ZipStructureError as exc:
-            last_error = exc
-    assert last_error is not None
     raise last_error
 
 
