@@ -32,7 +32,9 @@ def small_files() -> dict[str, bytes]:
         "data/qa.jsonl": b'{"question": "q", "context": "c"}\n' * 40,
         "data/bin.dat": bytes(range(256)) * 8,
         "data/empty.txt": b"",
-        "data/unicode-\u00fcml\u00e4ut.txt": "\u65e5\u672c\u8a9e \u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u2713".encode(),
+        "data/unicode-\u00fcml\u00e4ut.txt": (
+            "\u65e5\u672c\u8a9e \u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u2713".encode()
+        ),
     }
 
 

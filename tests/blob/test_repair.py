@@ -206,7 +206,7 @@ def test_a_character_turned_into_a_line_break_costs_nothing(archive):
 
 def test_invalid_characters_are_replaced_in_place(archive):
     text = encode_zip_to_utf8_blob(archive)
-    start, end = payload_bounds(text)
+    _, end = payload_bounds(text)
     pos = end - 40  # near the end: inside the central directory
     out, report = repair_blob(text[:pos] + "*" + text[pos + 1 :])
     assert read_zip(out) == FILES

@@ -27,6 +27,8 @@ _INVALID = {
     URLSAFE: re.compile(rb"[^A-Za-z0-9\-_=\r\n\t ]"),
 }
 _WHITESPACE = b"\r\n\t "
+# Outside both alphabets: reported before any diagnosis that assumes base64 text.
+_INVALID_ANY = re.compile(rb"[^A-Za-z0-9+/\-_=\r\n\t ]")
 _NON_ALPHABET = {
     STANDARD: bytes(b for b in range(256) if not re.match(rb"[A-Za-z0-9+/=]", bytes([b]))),
     URLSAFE: bytes(b for b in range(256) if not re.match(rb"[A-Za-z0-9\-_=]", bytes([b]))),
@@ -35,6 +37,7 @@ _NON_ALPHABET = {
 _TO_A = {name: bytes.maketrans(chars, b"A" * len(chars)) for name, chars in _NON_ALPHABET.items()}
 
 MIME_WIDTH = 76
+_AFTER_PADDING = re.compile(rb"=[=\r\n\t ]*[A-Za-z0-9+/\-_]")
 
 
 def encoded_length(n: int) -> int:
@@ -96,7 +99,7 @@ class Base64Encoder:
 def encode_chunk_size(wrap: int) -> int:
     """Bytes per encoder step: a multiple of 3 and, for wrapped output, of a whole line."""
     per_line = 3 * wrap // 4 if wrap else 3
-    return per_line * max(1, (6 << 20) // per_line)
+    return per_line * max(1, (1 << 20) // per_line)
 
 
 @dataclass(slots=True)
@@ -119,6 +122,7 @@ class Base64Decoder:
     replaced: int = 0
     _carry: bytes = b""  # alphabet characters not yet a multiple of 4
     _padded: bool = False
+    _pad_at: tuple[int, int, int] = (0, 1, 1)  # where the padding began (offset, line, column)
     _partial_line: bytes = b""  # lenient: text after the last LF of the previous chunk
     _first_problem: tuple[int, int, int] | None = None
 
@@ -194,7 +198,7 @@ class Base64Decoder:
             if self.lenient:
                 self.problems.append("base64 text continues after its padding; ignored the rest")
                 return b""
-            raise self._after_padding(chunk)
+            raise self._after_padding(chunk, earlier=True)
         eq = data.find(b"=")
         if eq >= 0:
             if data[eq:].strip(b"="):
@@ -205,6 +209,9 @@ class Base64Decoder:
                     raise self._after_padding(chunk)
             else:
                 self._padded = True
+                idx = chunk.data.find(b"=")
+                line, col = _locate(chunk, max(idx, 0))
+                self._pad_at = (chunk.offset + max(idx, 0), line, col)
         self.chars += len(data)
         text = self._carry + data if self._carry else data
         usable = len(text) if final or self._padded else len(text) - len(text) % 4
@@ -224,6 +231,8 @@ class Base64Decoder:
         try:
             if altchars == b"+/":
                 return bytes(pybase64.b64decode(body, validate=True))
+            if b"+" in body or b"/" in body:  # pybase64 accepts them with altchars (deprecated)
+                raise binascii.Error("standard-alphabet character in URL-safe text")
             return bytes(pybase64.b64decode(body, altchars=altchars, validate=True))
         except binascii.Error:
             if self.lenient:  # pragma: no cover - lenient input is cleaned first
@@ -237,11 +246,12 @@ class Base64Decoder:
             if self.lenient:
                 self.problems.append("base64 text ends with a dangling character; dropped it")
                 return core[:-1]
+            total = self.chars - (len(body) - len(core))  # the whole text, not this quantum
             raise TruncatedError(
                 f"base64 text ends with a dangling character at offset {chunk.offset}: "
-                f"{len(core)} characters is not a valid length",
-                expected=len(core) + 3,
-                actual=len(core),
+                f"{total} characters is not a valid length",
+                expected=total + 3,
+                actual=total,
                 unit="characters",
                 hint="the text was cut short; `taskloop blob repair` salvages what is there",
             )
@@ -252,13 +262,30 @@ class Base64Decoder:
     def _bad(self) -> bytes:
         return _NON_ALPHABET[URLSAFE if self.alphabet == URLSAFE else STANDARD]
 
-    def _after_padding(self, chunk: Chunk) -> InvalidBase64Error:
+    def _junk_first(self, chunk: Chunk) -> None:
+        """Raise for a character in neither alphabet (a quote, a backslash) if there is one."""
+        match = _INVALID_ANY.search(chunk.data)
+        if match is not None:
+            line, col = _locate(chunk, match.start())
+            raise self._invalid(
+                chunk.offset + match.start(), line, col, chr(chunk.data[match.start()])
+            )
+
+    def _after_padding(self, chunk: Chunk, *, earlier: bool = False) -> InvalidBase64Error:
+        """Point at the '=' that text continues after (it may end an earlier chunk)."""
+        self._junk_first(chunk)
+        match = None if earlier else _AFTER_PADDING.search(chunk.data)
+        if match is not None:
+            offset = chunk.offset + match.start()
+            line, col = _locate(chunk, match.start())
+        else:
+            offset, line, col = self._pad_at
         return InvalidBase64Error(
-            f"base64 text continues after its '=' padding (in the text starting at offset "
-            f"{chunk.offset}, {describe_position(chunk.line, chunk.column)})",
-            position=chunk.offset,
-            line=chunk.line,
-            column=chunk.column,
+            f"base64 text continues after its '=' padding at offset {offset} "
+            f"({describe_position(line, col)})",
+            position=offset,
+            line=line,
+            column=col,
             char="=",
             hint="two blobs glued together? decode them one at a time",
         )
@@ -271,14 +298,21 @@ class Base64Decoder:
                 self.problems.append("both base64 alphabets are mixed; decoding as standard")
                 self.alphabet = STANDARD
                 return
-            first_url = url.start()
+            self._junk_first(chunk)
+            # Report the first character of whichever alphabet shows up second.
+            std_at = re.search(rb"[+/]", chunk.data)
+            url_at = re.search(rb"[\-_]", chunk.data)
+            assert std_at is not None and url_at is not None
+            idx = max(std_at.start(), url_at.start())
+            line, col = _locate(chunk, idx)
             raise InvalidBase64Error(
                 f"base64 text mixes the standard ('+', '/') and URL-safe ('-', '_') alphabets: "
-                f"{chr(data[first_url])!r} near offset {chunk.offset}",
-                position=chunk.offset,
-                line=chunk.line,
-                column=chunk.column,
-                char=chr(data[first_url]),
+                f"{chr(chunk.data[idx])!r} at offset {chunk.offset + idx} "
+                f"({describe_position(line, col)})",
+                position=chunk.offset + idx,
+                line=line,
+                column=col,
+                char=chr(chunk.data[idx]),
             )
         if url:
             self.alphabet = URLSAFE
@@ -335,6 +369,9 @@ class Base64Decoder:
         return self._clean_block(line, offset)
 
     def _clean_block(self, data: bytes, offset: int) -> bytes:
+        if self.alphabet == "auto" and data:
+            # Choose before cleaning, or every '-' and '_' of URL-safe text becomes 'A'.
+            self._choose_alphabet(data, Chunk(data, offset, 0, 0))
         alphabet = self.alphabet if self.alphabet != "auto" else STANDARD
         if data.translate(None, _NON_ALPHABET[alphabet]) == data:
             return data

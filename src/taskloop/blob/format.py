@@ -262,7 +262,14 @@ def is_magic_line(line: bytes) -> bool:
 def parse_magic(line: bytes) -> int:
     match = _MAGIC_LINE.match(line.rstrip(b"\r\n"))
     if not match:
-        raise HeaderError(f"first line {line[:40]!r} is not 'TASKLOOP-BLOB <version>'")
+        escaped = b"\\n" in line[:64]
+        raise HeaderError(
+            f"first line {line[:40]!r} is not 'TASKLOOP-BLOB <version>'",
+            hint="the text has backslash escapes such as '\\n': was it copied out of a JSON "
+            "string without unescaping?"
+            if escaped
+            else None,
+        )
     version = int(match.group(1))
     if version != VERSION:
         raise UnsupportedFormatError(

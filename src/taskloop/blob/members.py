@@ -39,7 +39,7 @@ from taskloop.blob.zipread import (
 
 IN_CHUNK = 1 << 20  # compressed bytes read per step
 OUT_CHUNK = 4 << 20  # most uncompressed bytes produced per step
-STORED_CHUNK = 16 << 20  # stored data needs no inflating: hash it in larger pieces
+STORED_CHUNK = 1 << 20  # bigger pieces are no faster, and each thread's are kept by malloc
 NESTED_IN_MEMORY = 16 << 20  # nested archives up to this size are scanned in memory
 
 T = TypeVar("T")
@@ -249,6 +249,7 @@ class MemberCheck:
     sha256: str
     problem: str | None
     consumed: int = 0
+    complete: bool = True  # all data was inflated, so size, CRC-32 and SHA-256 are real
 
     @property
     def ok(self) -> bool:
@@ -307,8 +308,10 @@ def check_member(
             problem = f"inflates to {reader.produced} bytes, not the declared {size}"
         elif expected_crc is not None and crc != expected_crc:
             problem = f"CRC-32 is {crc:08x}, expected {expected_crc:08x}"
+        complete = True
     except MemberDamage as exc:
         problem = str(exc)
+        complete = False
         if nested is not None:
             nested.close()
             nested = None
@@ -316,7 +319,9 @@ def check_member(
         with nested:
             if problem is None:
                 scan_nested(nested.source(), limits=limits, budget=budget, depth=depth + 1)
-    return MemberCheck(name, reader.produced, crc, sha.hexdigest(), problem, reader.consumed)
+    return MemberCheck(
+        name, reader.produced, crc, sha.hexdigest(), problem, reader.consumed, complete
+    )
 
 
 class _Spool:

@@ -122,7 +122,9 @@ def analyze(
     """Locate and check every member, trusting the central directory first.
 
     Args:
-        manifest: the blob's manifest, if any; with one, only listed members count.
+        manifest: the blob's manifest, if any. When it is trusted only listed members
+            count; an untrusted one (its seal failed) may have lost or garbled lines, so
+            every member the archive holds is considered.
         manifest_trusted: the manifest's seal verified. A structure that breaks a safety
             rule is then damage (the encoder refused unsafe archives), not an attack, and
             salvage goes on; without a trusted manifest it raises.
@@ -131,7 +133,7 @@ def analyze(
         UnsafeArchiveError: a hostile structure and no trusted manifest; or limits crossed.
     """
     result = Analysis()
-    listed = {m.name for m in manifest} if manifest is not None else None
+    listed = {m.name for m in manifest} if manifest is not None and manifest_trusted else None
     budget = Budget(limits)
     directory = _read_directory(src, limits, result)
     cd_entries: dict[str, ZipEntry] = {}
@@ -504,9 +506,10 @@ def _member_report(
         report.status = MemberStatus.DAMAGED
         report.detail = found.detail or "could not be read"
         return report
-    report.actual_size = check.size
-    report.crc32_actual = f"{check.crc32:08x}"
-    report.sha256_actual = check.sha256
+    report.actual_size = check.size  # for a broken stream: how far inflating got
+    if check.complete:  # hashes of a stream that broke off would describe nothing
+        report.crc32_actual = f"{check.crc32:08x}"
+        report.sha256_actual = check.sha256
     if check.problem is not None:
         report.status = MemberStatus.DAMAGED
         report.detail = check.problem
@@ -548,27 +551,53 @@ def build_report(
     manifest_trusted: bool,
     critical: Sequence[str] = (),
 ) -> None:
-    """Fill ``report.members`` from an analysis (in manifest order when there is one)."""
+    """Fill ``report.members`` from an analysis (in manifest order when there is one).
+
+    With an untrusted manifest, a listed name that is not in the archive is matched by
+    SHA-256 to an unlisted member (the manifest line's name may be what was damaged), and
+    members the manifest does not list are reported after the listed ones.
+    """
+    reported: set[str] = set()
     if manifest is not None:
+        listed = {entry.name for entry in manifest}
+        unlisted = [name for name in analysis.order if name not in listed]
         for entry in manifest:
-            report.members.append(
-                _member_report(
-                    entry.name,
-                    analysis.found.get(entry.name),
-                    entry,
-                    manifest_trusted,
-                    entry.critical or is_critical(entry.name, critical),
+            name, found = entry.name, analysis.found.get(entry.name)
+            if found is None and not manifest_trusted:
+                match = next(
+                    (n for n in unlisted if _same_content(analysis.found.get(n), entry)), None
                 )
+                if match is not None:
+                    # Same bytes, other name: one of the two names is damaged (ZIP's CRC-32
+                    # does not cover names). Keep the archive's, and say so.
+                    unlisted.remove(match)
+                    name, found = match, analysis.found[match]
+            member = _member_report(
+                name, found, entry, manifest_trusted, entry.critical or is_critical(name, critical)
             )
-    else:
+            if found is not None and found.name != entry.name:
+                member.detail = (
+                    f"named {entry.name!r} in the damaged manifest and {found.name!r} in the "
+                    f"archive; {member.detail}"
+                )
+            reported.add(name)
+            report.members.append(member)
+    if manifest is None or not manifest_trusted:
         for name in analysis.order:
-            report.members.append(
-                _member_report(
-                    name, analysis.found.get(name), None, False, is_critical(name, critical)
+            if name not in reported:
+                reported.add(name)
+                report.members.append(
+                    _member_report(
+                        name, analysis.found.get(name), None, False, is_critical(name, critical)
+                    )
                 )
-            )
     report.problems.extend(analysis.problems)
     report.notes.extend(analysis.notes)
+
+
+def _same_content(found: Found | None, entry: ManifestEntry) -> bool:
+    check = found.check if found is not None else None
+    return check is not None and check.ok and check.sha256 == entry.sha256
 
 
 def decide(report: Report, *, template: bytes | None, writing: bool) -> None:
@@ -600,6 +629,13 @@ def decide(report: Report, *, template: bytes | None, writing: bool) -> None:
             f"critical member(s) {names} could not be recovered; nothing was written",
             report=report,
             hint="see the report for what was found; a critical member has no substitute",
+        )
+    if not report.members and report.problems:
+        report.outcome = Outcome.FAILED
+        raise DamagedArchiveError(
+            "no ZIP members could be found in the input; nothing was written",
+            report=report,
+            hint="is this a ZIP archive at all? `taskloop blob inspect` shows what the input is",
         )
     if report.members and len(lost) == len(report.members) and template is None:
         report.outcome = Outcome.FAILED
