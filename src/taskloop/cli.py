@@ -10,7 +10,7 @@ import typer
 
 from taskloop import __version__
 from taskloop.blob.cli import blob_app
-from taskloop.cliutil import EPILOG, handle_errors
+from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.log import configure
 
@@ -34,6 +34,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -65,6 +66,7 @@ def root(
         raise typer.BadParameter("must be 'text' or 'json'", param_hint="--log-format")
     level = logging.DEBUG if debug else logging.WARNING if quiet else settings.log_level
     configure(level=level, fmt=fmt)
+    ctx.with_resource(progress_bars(enabled=not quiet))
 
 
 def main() -> None:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
+from taskloop import progress
 from taskloop.errors import EXIT_STATUS_HELP, ExitStatus, TaskloopError
 from taskloop.log import logger
 
@@ -83,3 +96,41 @@ def parse_size(text: str) -> int:
     if not match or unit not in _UNITS:
         raise typer.BadParameter(f"{text!r} is not a size (examples: 4096, 500MB, 8GiB)")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+class BarReporter:
+    """Shows each progress phase as a bar on stderr (phases under 16 MiB stay hidden)."""
+
+    MIN_TOTAL = 16 << 20
+
+    def __init__(self, bars: Progress) -> None:
+        self.bars = bars
+        self.task: TaskID | None = None
+
+    def start(self, phase: str, total: int) -> None:
+        if self.task is not None:
+            self.bars.update(self.task, visible=False)
+        self.task = self.bars.add_task(phase, total=total, visible=total >= self.MIN_TOTAL)
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.bars.advance(self.task, n)
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Progress bars for long work when ``enabled`` and stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    bars = Progress(
+        TextColumn("{task.description:>14}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with bars, progress.reporting(BarReporter(bars)):
+        yield

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from taskloop import __version__
+from taskloop import __version__, progress
 from taskloop.blob.b64 import (
     STANDARD,
     Base64Encoder,
@@ -209,15 +209,18 @@ def _payload_text(
 ) -> Iterator[bytes]:
     encoder = Base64Encoder(wrap=wrap, alphabet=alphabet)
     step_size = encode_chunk_size(wrap)
+    progress.start("encode", src.size)
     if sealing is None:
         for piece in _archive_chunks(src, step_size):
             text = encoder.feed(piece)
+            progress.advance(len(piece))
             if text:
                 yield text
     else:
         cipher = ChunkEncryptor(sealing)
         for piece in _archive_chunks(src, step_size):
             text = encoder.feed(cipher.feed(piece))
+            progress.advance(len(piece))
             if text:
                 yield text
         yield encoder.feed(cipher.finish())
@@ -331,7 +334,14 @@ def _decoded(
     blob: BlobInput | Path, keys: Keys, lenient: bool, spool: Path | None
 ) -> Iterator[tuple[Payload, ByteSource, str]]:
     """Decode the payload into memory (in-memory input) or into ``spool`` (file input)."""
-    with open_text(blob) as (read, name), step("decode", input=name) as info:
+    with open_text(blob) as (raw_read, name), step("decode", input=name) as info:
+        progress.start("decode", _input_size(blob))
+
+        def read(n: int) -> bytes:
+            data = raw_read(n)
+            progress.advance(len(data))
+            return data
+
         if spool is None:
             sink = Collect()
             payload = read_payload(read, sink, keys=keys, lenient=lenient)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from taskloop import progress
 from taskloop.blob.errors import (
     ChecksumMismatchError,
     LinkMemberError,
@@ -224,16 +225,24 @@ def extract_archive(
                     )
                 )
         files = [m for m in located if not m.entry.is_dir]
+        progress.start("extract", sum(m.entry.size for m in files))
+
+        def counted(report: MemberReport) -> MemberReport:
+            progress.advance(report.actual_size or 0)
+            return report
+
         jobs = [
             (
-                lambda m=m: _extract_one(
-                    src,
-                    m,
-                    root,
-                    expected=expected.get(m.entry.name),
-                    limits=limits,
-                    budget=budget,
-                    overwrite=overwrite,
+                lambda m=m: counted(
+                    _extract_one(
+                        src,
+                        m,
+                        root,
+                        expected=expected.get(m.entry.name),
+                        limits=limits,
+                        budget=budget,
+                        overwrite=overwrite,
+                    )
                 )
             )
             for m in files

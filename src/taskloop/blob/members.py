@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar, cast
 
 from isal import isal_zlib
 
+from taskloop import progress
 from taskloop.blob.errors import (
     ArchiveError,
     BlobError,
@@ -429,7 +430,14 @@ def check_located(
     groups = _group([m.entry.size for m in members])
 
     def batch(group: list[int]) -> Callable[[], object]:
-        return lambda: [one(members[i]) for i in group]
+        def run() -> list[MemberCheck]:
+            done = [one(members[i]) for i in group]
+            progress.advance(sum(members[i].entry.compressed_size for i in group))
+            return done
+
+        return run
+
+    progress.start("check members", sum(m.entry.compressed_size for m in members))
 
     jobs: list[Callable[[], object]] = [*extra, *(batch(g) for g in groups)]
     weights = [src.size] * len(extra) + [
