@@ -120,3 +120,13 @@ def test_inspect_reads_the_header_without_touching_the_payload(small_zip, small_
     assert next(m for m in info.members if m.name == "manifest.json").critical
     assert info.header is not None and info.header.archive is not None
     assert info.header.archive.size == len(small_zip)
+
+
+def test_legacy_names_are_reachable_from_the_package_root(small_zip):
+    import taskloop
+    from taskloop import blob
+
+    assert taskloop.encode_zip_to_utf8_blob is blob.encode_zip_to_utf8_blob
+    assert (
+        taskloop.decode_utf8_blob_to_zip(taskloop.encode_zip_to_utf8_blob(small_zip)) == small_zip
+    )
