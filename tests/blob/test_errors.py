@@ -427,6 +427,7 @@ def test_checksum_mismatch_in_bare_base64_uses_the_zip_crc() -> None:
     exc = caught.value
     assert exc.member == "data/random.bin"
     assert exc.kind == "crc32"
+    assert exc.expected == f"{zlib.crc32(FILES['data/random.bin']):08x}"
     assert exc.actual == f"{zlib.crc32(bytes(damaged_member)):08x}"
 
 

@@ -30,6 +30,7 @@ from taskloop.blob.safety import Budget, Limits, Located, locate_members
 from taskloop.blob.source import ByteSource
 from taskloop.blob.zipread import read_directory
 from taskloop.errors import InputFileError
+from taskloop.log import step
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -197,12 +198,25 @@ def extract_archive(
     workers: int | None = None,
 ) -> None:
     """Extract every member of a (checked) archive into ``dest``, filling ``report``."""
+    with step("extract", in_bytes=src.size) as info:
+        _extract_all(src, Path(dest), report, manifest, limits, overwrite, workers)
+        info["members"] = len(report.members)
+
+
+def _extract_all(
+    src: ByteSource,
+    dest: Path,
+    report: Report,
+    manifest: Sequence[ManifestEntry] | None,
+    limits: Limits,
+    overwrite: bool,
+    workers: int | None,
+) -> None:
     if not hasattr(os, "O_NOFOLLOW") or os.open not in os.supports_dir_fd:
         raise InputFileError("safe extraction needs a POSIX system (openat, O_NOFOLLOW)")
     directory = read_directory(src, max_members=limits.max_members)
     located = locate_members(src, directory, limits)
     expected: Mapping[str, ManifestEntry] = {m.name: m for m in manifest or ()}
-    dest = Path(dest)
     try:
         dest.mkdir(parents=True, exist_ok=True)
         root = os.open(dest, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

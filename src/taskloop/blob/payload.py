@@ -34,7 +34,7 @@ from taskloop.blob.format import (
     parse_sealed_manifest,
 )
 from taskloop.blob.members import Writer
-from taskloop.blob.textin import Chunk, TextReader, sniff
+from taskloop.blob.textin import Chunk, Opening, TextReader, sniff
 
 PAYLOAD_CHUNK = 1 << 20  # small steps stay in cache and keep peak memory low
 _END_SEARCH = b"\n" + END_LINE
@@ -153,21 +153,13 @@ def read_payload(
         BlobInputError subclasses for text that is not a blob (strict mode), and
         CryptoError subclasses for key problems.
     """
-    reader = TextReader(read)
-    head = reader.peek(64)
-    if not head.strip():
-        raise EmptyInputError("input is empty" if not head else "input holds only whitespace")
-    opening = sniff(head, lenient=lenient)
+    reader, opening = start_reading(read, lenient=lenient)
     if opening.kind == "zip":
         return _copy_raw(reader, sink)
-    reader.skip(opening.skip)
     problems = [opening.note] if opening.note else []
-    while reader.peek(1) in (b"\n", b"\r", b" ", b"\t"):
-        reader.skip(1)
-    first = reader.peek(len(MAGIC) + 1)
     header: BlobHeader | None = None
     sealing: Sealing | None = None
-    if first == MAGIC + b" ":
+    if at_magic(reader):
         kind = "taskloop-blob/1"
         header = read_header(reader, lenient)
         if header is None:
@@ -175,11 +167,7 @@ def read_payload(
         else:
             problems.extend(header.problems)
             if header.encryption is not None:
-                sealing = open_sealing(header.encryption, keys)
-                archive, members = parse_sealed_manifest(
-                    open_manifest(sealing, header.encryption.sealed)
-                )
-                header = replace(header, archive=archive, members=members)
+                header, sealing = unseal(header, keys)
     elif reader.peek(5).lower() == b"data:":
         kind = "data-url"
         _read_data_url_prefix(reader)
@@ -227,6 +215,37 @@ def read_payload(
         problems=problems,
         encrypted=sealing is not None,
     )
+
+
+def start_reading(read: Callable[[int], bytes], *, lenient: bool) -> tuple[TextReader, Opening]:
+    """A reader past any BOM and leading blank space, and what the first bytes showed.
+
+    Raises:
+        EmptyInputError, WideEncodingError, MojibakeError (strict): see ``textin.sniff``.
+    """
+    reader = TextReader(read)
+    head = reader.peek(64)
+    if not head.strip():
+        raise EmptyInputError("input is empty" if not head else "input holds only whitespace")
+    opening = sniff(head, lenient=lenient)
+    if opening.kind == "text":
+        reader.skip(opening.skip)
+        while reader.peek(1) in (b"\n", b"\r", b" ", b"\t"):
+            reader.skip(1)
+    return reader, opening
+
+
+def at_magic(reader: TextReader) -> bool:
+    """Whether the reader stands at a taskloop blob's magic line."""
+    return reader.peek(len(MAGIC) + 1) == MAGIC + b" "
+
+
+def unseal(header: BlobHeader, keys: Keys) -> tuple[BlobHeader, Sealing]:
+    """Open an encrypted header's sealed manifest: the header with archive and members."""
+    assert header.encryption is not None
+    sealing = open_sealing(header.encryption, keys)
+    archive, members = parse_sealed_manifest(open_manifest(sealing, header.encryption.sealed))
+    return replace(header, archive=archive, members=members), sealing
 
 
 def _copy_raw(reader: TextReader, sink: Writer) -> Payload:
