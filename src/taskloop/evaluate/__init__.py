@@ -1,0 +1,1 @@
+"""Metrics, reports and (later) explanations and error analysis."""

@@ -1,0 +1,23 @@
+"""Model loading, batched and cached generation, sentence encoders, tiny test models."""
+
+from taskloop.models.cache import LRUCache, cache_key, normalise
+from taskloop.models.errors import DeviceError, ModelError, ModelKindError, ModelNotFoundError
+from taskloop.models.generate import Generated, GenerationSettings, count_tokens, generate
+from taskloop.models.loader import LoadedModel, ModelSpec, load_model
+
+__all__ = [
+    "DeviceError",
+    "Generated",
+    "GenerationSettings",
+    "LRUCache",
+    "LoadedModel",
+    "ModelError",
+    "ModelKindError",
+    "ModelNotFoundError",
+    "ModelSpec",
+    "cache_key",
+    "count_tokens",
+    "generate",
+    "load_model",
+    "normalise",
+]

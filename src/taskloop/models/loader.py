@@ -1,0 +1,299 @@
+"""One loader for any Hugging Face model, by hub id or local path.
+
+``load_model`` resolves the name offline first (a local folder, then the hub cache) and
+only downloads when the hub is not switched off (``HF_HUB_OFFLINE``) and
+``allow_download`` is true. It picks the model class from the config (encoder-decoder
+→ seq2seq LM, decoder → causal LM, or a question-answering head when asked), moves it to
+the chosen device and dtype, and reads the context window from the tokenizer and config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from taskloop.log import step
+from taskloop.models.errors import DeviceError, ModelKindError, ModelNotFoundError
+
+logger = logging.getLogger("taskloop.models")
+
+Kind = Literal["auto", "seq2seq", "causal", "qa", "encoder"]
+LoadedKind = Literal["seq2seq", "causal", "qa", "encoder"]
+
+# Longest window we believe a tokenizer's model_max_length when the config has none;
+# tokenizers without a limit report 1e30.
+_FALLBACK_WINDOW = 512
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load.
+
+    Args:
+        name: a hub id (``Helsinki-NLP/opus-mt-en-de``) or a local folder.
+        kind: "auto" reads the config; or force "seq2seq", "causal", "qa", "encoder".
+        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
+        dtype: "auto" (float16 on CUDA/MPS when ``half`` is set, else float32),
+            "float32", "float16", "bfloat16".
+        revision: a hub revision (branch, tag or commit).
+        allow_download: fetch from the hub when not cached (ignored if HF_HUB_OFFLINE=1).
+    """
+
+    name: str
+    kind: Kind = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    revision: str | None = None
+    allow_download: bool = False
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with what callers need to know about it."""
+
+    spec: ModelSpec
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers tokenizer
+    kind: LoadedKind
+    device: str
+    window: int  # the most input tokens the model reads
+    version: str  # commit hash or content hash: part of every cache key
+    path: str
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> str:
+        """``name@version12 (kind, device)`` for reports."""
+        return f"{self.spec.name}@{self.version[:12]} ({self.kind}, {self.device})"
+
+
+def pick_device(device: str = "auto") -> str:
+    """Resolve "auto" to cuda, mps or cpu; refuse a device this machine lacks."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(
+            f"device {device!r} asked for, but CUDA is not available here",
+            hint="pass --device cpu, or install a CUDA build of torch on a machine with a GPU",
+        )
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError("device 'mps' asked for, but MPS is not available here")
+    if device != "cpu" and not device.startswith(("cuda", "mps")):
+        raise DeviceError(f"unknown device {device!r}", hint="use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        return torch.float32
+    if dtype not in names:
+        raise DeviceError(f"unknown dtype {dtype!r}", hint="use auto, float32, float16 or bfloat16")
+    if dtype == "float16" and device == "cpu":
+        raise DeviceError(
+            "float16 on the CPU is slow and unsupported by many kernels",
+            hint="use --dtype float32 or bfloat16 on the CPU",
+        )
+    return names[dtype]
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def resolve(spec: ModelSpec) -> Path:
+    """The local folder holding ``spec``'s files, or raise ModelNotFoundError."""
+    local = Path(spec.name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model folder {str(local)!r} has no config.json",
+                hint="pass a folder written by save_pretrained (config.json, weights, tokenizer)",
+            )
+        return local
+    if spec.name.startswith((".", "/", "~")) or os.sep + os.sep in spec.name:
+        raise ModelNotFoundError(f"model folder {spec.name!r} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return Path(
+            snapshot_download(spec.name, revision=spec.revision, local_files_only=True)
+        )
+    except HFValidationError as exc:
+        raise ModelNotFoundError(
+            f"{spec.name!r} is neither a folder nor a valid hub id: {exc}"
+        ) from None
+    except Exception as exc:
+        cached_error = exc
+    if spec.allow_download and not offline():
+        try:
+            return Path(snapshot_download(spec.name, revision=spec.revision))
+        except Exception as exc:
+            raise ModelNotFoundError(
+                f"model {spec.name!r} could not be downloaded: {type(exc).__name__}: {exc}",
+                hint="check the id and the network, or pass a local folder",
+            ) from None
+    raise ModelNotFoundError(
+        f"model {spec.name!r} is not a local folder and is not in the Hugging Face cache "
+        f"({type(cached_error).__name__})",
+        hint=(
+            "pass a local folder saved with save_pretrained, or fetch it once with "
+            f"`huggingface-cli download {spec.name}` on a machine with network, "
+            "or allow downloads (--allow-download) when the hub is reachable"
+        ),
+    )
+
+
+def content_version(path: Path) -> str:
+    """A stable version id: the hub snapshot's commit, else a hash of config and weights."""
+    if path.parent.name == "snapshots" and len(path.name) == 40:
+        return path.name
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(path)):
+        file = path / name
+        if not file.is_file():
+            continue
+        digest.update(name.encode())
+        if name.endswith(".json") or file.stat().st_size < 1 << 20:
+            digest.update(file.read_bytes())
+        else:
+            stat = file.stat()
+            digest.update(f"{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()
+
+
+def _kind_from_config(config: Any) -> LoadedKind:
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    if "QuestionAnswering" in archs:
+        return "qa"
+    if "CausalLM" in archs or "LMHead" in archs or getattr(config, "is_decoder", False):
+        return "causal"
+    if any(s in archs for s in ("ForMaskedLM", "Model")) and "LM" not in archs.replace(
+        "MaskedLM", ""
+    ):
+        return "encoder"
+    return "causal"
+
+
+def _window(tokenizer: Any, config: Any) -> int:
+    candidates = [
+        getattr(config, name, None)
+        for name in ("max_position_embeddings", "n_positions", "max_encoder_position_embeddings")
+    ]
+    from_config = [c for c in candidates if isinstance(c, int) and c > 0]
+    from_tok = getattr(tokenizer, "model_max_length", None)
+    if isinstance(from_tok, int) and 0 < from_tok < 1_000_000:
+        return min([from_tok, *from_config]) if from_config else from_tok
+    if from_config:
+        return min(from_config)
+    # T5 uses relative positions: no hard limit, but quality falls after its training length.
+    return _FALLBACK_WINDOW
+
+
+_cache: dict[ModelSpec, LoadedModel] = {}
+_cache_lock = threading.Lock()
+
+
+def load_model(spec: ModelSpec | str) -> LoadedModel:
+    """Load (once per process) the model and tokenizer that ``spec`` names.
+
+    Raises:
+        ModelNotFoundError: the name is not a folder and not cached (offline).
+        ModelKindError: the model cannot do what ``spec.kind`` asks.
+        DeviceError: the device or dtype is not available.
+    """
+    if isinstance(spec, str):
+        spec = ModelSpec(spec)
+    with _cache_lock:
+        if spec in _cache:
+            return _cache[spec]
+    device = pick_device(spec.device)
+    dtype = pick_dtype(spec.dtype, device)
+    path = resolve(spec)
+    import transformers
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForQuestionAnswering,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    with step("load_model", model=spec.name, device=device) as info:
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            raise ModelNotFoundError(f"model {spec.name!r}: unreadable config: {exc}") from None
+        kind: LoadedKind = _kind_from_config(config) if spec.kind == "auto" else spec.kind
+        classes = {
+            "seq2seq": AutoModelForSeq2SeqLM,
+            "causal": AutoModelForCausalLM,
+            "qa": AutoModelForQuestionAnswering,
+            "encoder": AutoModel,
+        }
+        try:
+            model = classes[kind].from_pretrained(path, dtype=dtype)
+        except ValueError as exc:
+            raise ModelKindError(
+                f"model {spec.name!r} ({config.model_type}) cannot be loaded as {kind}: {exc}",
+                hint="pick a model of the right kind for the task, or set kind explicitly",
+            ) from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"model {spec.name!r} has no usable tokenizer: {exc}",
+                hint="save the tokenizer next to the model (tokenizer.save_pretrained)",
+            ) from None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if kind == "causal":
+            tokenizer.padding_side = "left"  # generation continues from the right end
+        model.to(device)
+        model.eval()
+        loaded = LoadedModel(
+            spec=spec,
+            model=model,
+            tokenizer=tokenizer,
+            kind=kind,
+            device=device,
+            window=_window(tokenizer, config),
+            version=content_version(path),
+            path=str(path),
+        )
+        info.update(kind=kind, window=loaded.window, params=sum(p.numel() for p in model.parameters()))
+    with _cache_lock:
+        _cache[spec] = loaded
+    return loaded
+
+
+def unload_all() -> None:
+    """Forget every loaded model (tests; freeing memory between runs)."""
+    with _cache_lock:
+        _cache.clear()

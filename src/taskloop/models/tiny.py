@@ -1,0 +1,152 @@
+"""Tiny Hugging Face models built from config, for tests and offline smoke runs.
+
+Nothing here downloads anything: a word-level tokenizer is trained on the texts given
+(or a small built-in corpus), a 1–2 layer model is built from a config with random
+weights, and both are saved with ``save_pretrained`` so that the normal loader
+(:func:`taskloop.models.loader.load_model`) opens them like any hub checkpoint. Their
+outputs are noise; they exist to exercise the code paths (batching, caching, long-input
+splitting, language codes), never to produce answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<s>"]
+BUILTIN_CORPUS = [
+    "The model runs on a single GPU and answers questions about short documents.",
+    "Das Modell läuft auf einer einzigen GPU und beantwortet Fragen zu kurzen Texten.",
+    "A dog is running across the green meadow while children play in the park.",
+    "Ein Hund rennt über die grüne Wiese, während Kinder im Park spielen.",
+    "def add(a, b): return a + b  # the sum of two numbers 0 1 2 3 4 5 6 7 8 9",
+    "The council voted seven to two to build twelve kilometres of cycling lanes.",
+]
+
+Kind = Literal["seq2seq", "causal"]
+
+
+def _words(texts: Iterable[str]) -> list[str]:
+    return [w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)]
+
+
+def build_tokenizer(
+    texts: Iterable[str],
+    *,
+    extra_tokens: Iterable[str] = (),
+    max_length: int = 64,
+    append_eos: bool = True,
+) -> PreTrainedTokenizerFast:
+    """A word-level fast tokenizer over the words of ``texts`` plus ``extra_tokens``.
+
+    ``append_eos`` ends every encoded input with ``</s>`` (what T5-style encoders expect;
+    a causal LM's prompt must not end with it).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {}
+    for token in [*SPECIAL_TOKENS, *extra_tokens, *_words(texts)]:
+        vocab.setdefault(token, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    if append_eos:
+        core.post_processor = processors.TemplateProcessing(
+            single="$A </s>", special_tokens=[("</s>", vocab["</s>"])]
+        )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        model_max_length=max_length,
+    )
+    extra = list(extra_tokens)
+    if extra:
+        tok.add_special_tokens({"additional_special_tokens": extra})
+    return tok
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    kind: Kind = "seq2seq",
+    *,
+    texts: Iterable[str] = BUILTIN_CORPUS,
+    lang_tokens: Iterable[str] = (),
+    max_length: int = 64,
+    layers: int = 1,
+    width: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Build and save a tiny random ``kind`` model with its tokenizer in ``out_dir``.
+
+    Args:
+        out_dir: folder to write (created).
+        kind: "seq2seq" (a T5 encoder-decoder) or "causal" (a GPT-2 decoder).
+        texts: words of these texts form the vocabulary.
+        lang_tokens: extra tokens such as ``__de__`` for forced-BOS language codes.
+        max_length: the model's context window (``model_max_length`` and positions).
+        layers, width: model size; 1 layer of width 32 loads in milliseconds.
+        seed: weights are reproducible for a seed.
+
+    Returns:
+        The folder, loadable with ``from_pretrained``.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(
+        texts, extra_tokens=list(lang_tokens), max_length=max_length, append_eos=kind == "seq2seq"
+    )
+    torch.manual_seed(seed)
+    model: torch.nn.Module
+    if kind == "seq2seq":
+        config = T5Config(
+            vocab_size=len(tok),
+            d_model=width,
+            d_kv=max(width // 4, 4),
+            d_ff=width * 2,
+            num_layers=layers,
+            num_decoder_layers=layers,
+            num_heads=4,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+            n_positions=max_length,
+        )
+        model = T5ForConditionalGeneration(config)
+    elif kind == "causal":
+        config = GPT2Config(
+            vocab_size=len(tok),
+            n_embd=width,
+            n_layer=layers,
+            n_head=4,
+            n_positions=max_length,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        model = GPT2LMHeadModel(config)
+    else:
+        raise ValueError(f"kind must be 'seq2seq' or 'causal', not {kind!r}")
+    model.generation_config.max_new_tokens = 8
+    # Random weights favour <pad>; suppressing the non-word specials makes the noise visible.
+    model.generation_config.suppress_tokens = [
+        tok.pad_token_id,
+        tok.unk_token_id,
+        tok.bos_token_id,
+    ]
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
