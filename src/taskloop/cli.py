@@ -13,6 +13,7 @@ from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.log import configure
+from taskloop.runcli import register as register_run
 
 app = typer.Typer(
     name="taskloop",
@@ -24,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(blob_app, name="blob")
+register_run(app)
 
 
 def _version(value: bool) -> None:
@@ -84,20 +86,36 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo's files.")
     ] = Path("demo-out"),
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="TASK=MODEL",
+            help="A model for a task that has none offline (e.g. translate=./opus-mt-en-de).",
+        ),
+    ] = None,
 ) -> None:
-    """The main job on embedded defaults: encode the bundled sample task archive as a blob,
-    damage it, verify it, repair it, extract it, and check every recovered file.
+    """The main job on embedded defaults: the bundled sample task archive as a blob,
+    checked and repaired, then every task run on the offline defaults.
 
-    Writes sample.zip, sample.blob, damaged.blob, verify-report.json, repaired.zip,
-    repair-report.json and extracted/ into --out. Exit 0 when repair did exactly what it
-    should.
+    Encodes the sample archive, damages a copy and shows verify and repair finding and
+    salvaging it, then runs QA (extractive, all-MiniLM-L6-v2), summarization
+    (extractive TextRank), translation and code generation on the intact blob: each
+    answer checked and scored. Tasks with no offline model say so and what to pass;
+    supplied code completions are still verified in the sandbox. Writes sample.zip,
+    sample.blob, damaged.blob, the reports, and run/ (results.jsonl, report.json,
+    report.html, result.blob) into --out. Exit 0 when every step did what it should.
     """
     from rich.console import Console
     from rich.table import Table
 
     from taskloop.demo import run_demo
+    from taskloop.runcli import print_results
+    from taskloop.runconfig import load_config, parse_model_overrides
 
-    result = run_demo(out)
+    cfg = load_config(None, models=parse_model_overrides(model or []))
+    result = run_demo(out, cfg)
     table = Table(title="taskloop demo: blob round trip through damage and repair")
     table.add_column("step")
     table.add_column("result")
@@ -108,6 +126,8 @@ def demo(
     console.print(table)
     if result.repair_report is not None:
         typer.echo(result.repair_report.summary())
+    if result.run is not None:
+        print_results(result.run, console)
     if not result.ok:
         for failure in result.failures:
             typer.echo(f"demo check failed: {failure}", err=True)

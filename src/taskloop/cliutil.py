@@ -15,11 +15,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from taskloop import progress
 from taskloop.errors import EXIT_STATUS_HELP, ExitStatus, TaskloopError
@@ -98,6 +101,20 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+class _UnitColumn(ProgressColumn):
+    """Bytes done and speed for byte phases; "done/total" for item phases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = DownloadColumn(binary_units=True)
+        self.speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit", "bytes") == "bytes":
+            return Text.assemble(self.size.render(task), " ", self.speed.render(task))
+        return Text(f"{int(task.completed)}/{int(task.total or 0)} items")
+
+
 class BarReporter:
     """Shows each progress phase as a bar on stderr (phases under 16 MiB stay hidden)."""
 
@@ -107,10 +124,11 @@ class BarReporter:
         self.bars = bars
         self.task: TaskID | None = None
 
-    def start(self, phase: str, total: int) -> None:
+    def start(self, phase: str, total: int, unit: str = "bytes") -> None:
         if self.task is not None:
             self.bars.update(self.task, visible=False)
-        self.task = self.bars.add_task(phase, total=total, visible=total >= self.MIN_TOTAL)
+        visible = total >= self.MIN_TOTAL if unit == "bytes" else total > 1
+        self.task = self.bars.add_task(phase, total=total, visible=visible, unit=unit)
 
     def advance(self, n: int) -> None:
         if self.task is not None:
@@ -126,8 +144,7 @@ def progress_bars(enabled: bool) -> Iterator[None]:
     bars = Progress(
         TextColumn("{task.description:>14}"),
         BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        _UnitColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,

@@ -1,9 +1,11 @@
-"""The main job on embedded defaults: a blob round trip through damage and repair.
+"""The main job on embedded defaults: the sample task blob, checked, repaired and run.
 
-Zip the bundled sample task archive, encode it as a blob, damage the blob the way
-transport damages text (flipped characters inside one member, CRLF line ends, a BOM),
-verify it (damage found and named), repair it (everything else recovered, the damaged
-member skipped), extract the result, and check every recovered file byte for byte.
+Zip the bundled sample task archive and encode it as a blob. Show the codec on a copy:
+damage it the way transport damages text (flipped characters inside one member, CRLF
+line ends, a BOM), verify it (damage found and named), repair it (everything else
+recovered, the damaged member skipped), and check every recovered file byte for byte.
+Then run every task file of the intact blob through :func:`taskloop.pipeline.run` on
+the offline defaults: results, report.html and a result blob in ``OUT/run``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from taskloop.blob.format import END_LINE
 from taskloop.blob.source import MemorySource
 from taskloop.blob.zipread import read_directory, read_local_header
 from taskloop.log import step
+from taskloop.pipeline import RunResult
+from taskloop.pipeline import run as run_tasks
+from taskloop.runconfig import RunConfig
 
 SAMPLE_PACKAGE = "taskloop.samples"
 DAMAGED_MEMBER = "data/translate.jsonl"
@@ -43,6 +48,7 @@ class DemoResult:
     out_dir: Path
     steps: list[DemoStep] = field(default_factory=list)
     verify_report: Report | None = None
+    run: RunResult | None = None
     repair_report: Report | None = None
     ok: bool = False
     failures: list[str] = field(default_factory=list)
@@ -98,8 +104,13 @@ def damage_blob(text: bytes, archive: bytes, member: str, flips: int = 3) -> byt
     return head + b"\n" + payload + b"\n" + END_LINE + b"\n"
 
 
-def run_demo(out_dir: Path) -> DemoResult:
-    """Run the round trip in ``out_dir`` and check that repair did exactly what it should."""
+def run_demo(out_dir: Path, config: RunConfig | None = None) -> DemoResult:
+    """Run the round trip and the tasks in ``out_dir``; check repair and the run.
+
+    Args:
+        config: the task run's config (None: offline defaults; ``models`` may name a
+            translation or code model to fill the tasks that have none offline).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out_dir)
 
@@ -169,6 +180,19 @@ def run_demo(out_dir: Path) -> DemoResult:
         extracted = out_dir / "extracted"
         extract_blob(out_dir / "repaired.zip", extracted, overwrite=True)
         result.steps.append(DemoStep("extract", f"{extracted}", time.perf_counter() - t))
+
+        t = time.perf_counter()
+        result.run = run_tasks(out_dir / "sample.blob", out_dir / "run", config)
+        counts = result.run.report.counts
+        result.steps.append(
+            DemoStep(
+                "run tasks",
+                f"{result.run.report.examples} items: "
+                + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                + f"; report {out_dir / 'run' / 'report.html'}",
+                time.perf_counter() - t,
+            )
+        )
     result.failures = _check(result, originals, extracted)
     result.ok = not result.failures
     return result
@@ -187,4 +211,14 @@ def _check(result: DemoResult, originals: dict[str, bytes], extracted: Path) -> 
                 failures.append(f"{name} was damaged but extracted")
         elif not path.is_file() or path.read_bytes() != data:
             failures.append(f"{name} is not byte-identical after repair")
+    if result.run is None:
+        failures.append("the task run did not happen")
+    else:
+        report = result.run.report
+        if report.row_errors:
+            failures.append(f"the sample archive has bad rows: {report.row_errors[0]}")
+        if {t.task for t in report.tasks} != {"codegen", "qa", "summarize", "translate"}:
+            failures.append("not every task ran")
+        if report.counts.get("failed"):
+            failures.append(f"{report.counts['failed']} items failed")
     return failures

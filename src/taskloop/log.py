@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("taskloop")
@@ -75,6 +77,18 @@ def configure(level: int = logging.INFO, fmt: str = "text", stream: Any = None) 
     logger.propagate = False
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (peak RSS where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_bytes().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 @contextmanager
 def step(name: str, **fields: Any) -> Iterator[dict[str, Any]]:
     """Log one record for a processing step when it ends, with its duration.
@@ -93,4 +107,5 @@ def step(name: str, **fields: Any) -> Iterator[dict[str, Any]]:
         logger.debug("step %s traceback", name, exc_info=True, extra={"step": name})
         raise
     info["duration_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    info["rss_mb"] = rss_mb()
     logger.info("step %s", name, extra={"step": name, **info})

@@ -15,7 +15,7 @@ from typing import Protocol
 
 
 class Reporter(Protocol):
-    def start(self, phase: str, total: int) -> None: ...
+    def start(self, phase: str, total: int, unit: str = "bytes") -> None: ...
 
     def advance(self, n: int) -> None: ...
 
@@ -24,12 +24,12 @@ _reporter: Reporter | None = None
 _lock = threading.Lock()
 
 
-def start(phase: str, total: int) -> None:
-    """A new phase of ``total`` units (bytes) begins."""
+def start(phase: str, total: int, unit: str = "bytes") -> None:
+    """A new phase of ``total`` units ("bytes", or "items" for examples and batches) begins."""
     reporter = _reporter
     if reporter is not None:
         with _lock:
-            reporter.start(phase, total)
+            reporter.start(phase, total, unit)
 
 
 def advance(n: int) -> None:

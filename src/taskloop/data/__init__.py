@@ -1,0 +1,1 @@
+"""Task data: record schemas and loaders (cleaning, augmentation and curriculum come later)."""
