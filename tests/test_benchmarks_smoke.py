@@ -54,3 +54,18 @@ def test_blob_throughput_help() -> None:
     assert proc.returncode == 0
     for option in ("--size", "--repeats", "--work-dir", "--skip-memory"):
         assert option in proc.stdout
+
+
+def test_generation_benchmark_runs(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "generation.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--work-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| variant | batch | items/s | ms/item | padding | vs one at a time |" in proc.stdout
+    assert "greedy outputs identical across all variants: yes" in proc.stdout
+    assert "| cache hit |" in proc.stdout and "| cached |" in proc.stdout

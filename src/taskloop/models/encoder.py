@@ -68,7 +68,12 @@ class Encoder:
                 todo.setdefault(text, []).append(i)
         if todo:
             uniq = list(todo)
-            with step("embed", model=self.name, texts=len(uniq), cached=len(texts) - sum(map(len, todo.values()))):
+            with step(
+                "embed",
+                model=self.name,
+                texts=len(uniq),
+                cached=len(texts) - sum(map(len, todo.values())),
+            ):
                 vectors = self._embed(uniq)
             for text, vec in zip(uniq, vectors, strict=True):
                 for i in todo[text]:

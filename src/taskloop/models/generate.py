@@ -72,6 +72,13 @@ def count_tokens(lm: LoadedModel, texts: Sequence[str]) -> list[int]:
     return [len(ids) for ids in enc["input_ids"]]
 
 
+def input_limit(lm: LoadedModel, settings: GenerationSettings) -> int:
+    """Most input tokens ``lm`` reads: a causal LM's window also holds what it generates."""
+    if lm.kind == "causal":
+        return max(1, lm.window - settings.max_new_tokens)
+    return lm.window
+
+
 def forced_bos_id(lm: LoadedModel, token: str) -> int:
     """The id of a language token, however the tokenizer family spells it."""
     tok = lm.tokenizer
@@ -110,7 +117,9 @@ def generate(
             hint="pass a seq2seq or causal LM for this task",
         )
     prompts = [settings.prefix + text for text in inputs]
-    keys = [cache_key("generate", lm.version, settings.key(), p) for p in prompts]
+    # The tokenizer's source language (M2M-100, mBART, NLLB) changes the encoded input.
+    src_lang = getattr(lm.tokenizer, "src_lang", None)
+    keys = [cache_key("generate", lm.version, settings.key(), src_lang, p) for p in prompts]
     results: list[Generated | None] = [None] * len(prompts)
     todo: list[int] = []
     first: dict[str, int] = {}  # equal inputs in one call are generated once
@@ -130,10 +139,12 @@ def generate(
             )
         else:
             todo.append(i)
-    with step("generate", model=lm.name, inputs=len(prompts), cached=len(prompts) - len(todo)) as info:
+    with step(
+        "generate", model=lm.name, inputs=len(prompts), cached=len(prompts) - len(todo)
+    ) as info:
         lengths = dict(zip(todo, count_tokens(lm, [prompts[i] for i in todo]), strict=True))
         order = sorted(todo, key=lambda i: -lengths[i])
-        progress.start(f"generate {lm.name}", len(order))
+        progress.start(f"generate {lm.name}", len(order), "items")
         out_tokens = 0
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
@@ -145,14 +156,18 @@ def generate(
                 gen = Generated(
                     texts=outs,
                     input_tokens=lengths[i],
-                    truncated=lengths[i] > lm.window,
+                    truncated=lengths[i] > input_limit(lm, settings),
                     cached=False,
                 )
                 results[i] = gen
                 if cache is not None:
                     cache.put(
                         keys[i],
-                        {"texts": outs, "input_tokens": gen.input_tokens, "truncated": gen.truncated},
+                        {
+                            "texts": outs,
+                            "input_tokens": gen.input_tokens,
+                            "truncated": gen.truncated,
+                        },
                     )
             progress.advance(len(batch))
         info.update(generated=len(order), out_chars=out_tokens)
@@ -167,9 +182,10 @@ def _run_batch(lm: LoadedModel, prompts: list[str], settings: GenerationSettings
     import torch
 
     tok = lm.tokenizer
-    enc = tok(
-        prompts, return_tensors="pt", padding=True, truncation=True, max_length=lm.window
-    ).to(lm.device)
+    limit = input_limit(lm, settings)
+    enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=limit).to(
+        lm.device
+    )
     kwargs: dict[str, object] = {
         "max_new_tokens": settings.max_new_tokens,
         "min_new_tokens": settings.min_new_tokens,

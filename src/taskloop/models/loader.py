@@ -132,17 +132,20 @@ def resolve(spec: ModelSpec) -> Path:
             )
         return local
     if spec.name.startswith((".", "/", "~")) or os.sep + os.sep in spec.name:
-        raise ModelNotFoundError(f"model folder {spec.name!r} does not exist")
+        raise ModelNotFoundError(
+            f"model folder {spec.name!r} does not exist",
+            hint="pass an existing folder saved with save_pretrained, or a hub id "
+            "already in the local Hugging Face cache",
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
     try:
-        return Path(
-            snapshot_download(spec.name, revision=spec.revision, local_files_only=True)
-        )
+        return Path(snapshot_download(spec.name, revision=spec.revision, local_files_only=True))
     except HFValidationError as exc:
         raise ModelNotFoundError(
-            f"{spec.name!r} is neither a folder nor a valid hub id: {exc}"
+            f"{spec.name!r} is neither a folder nor a valid hub id: {exc}",
+            hint="pass a folder saved with save_pretrained, or a hub id like owner/name",
         ) from None
     except Exception as exc:
         cached_error = exc
@@ -170,8 +173,8 @@ def content_version(path: Path) -> str:
     if path.parent.name == "snapshots" and len(path.name) == 40:
         return path.name
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(path)):
-        file = path / name
+    for file in sorted(path.iterdir()):
+        name = file.name
         if not file.is_file():
             continue
         digest.update(name.encode())
@@ -213,6 +216,12 @@ def _window(tokenizer: Any, config: Any) -> int:
     return _FALLBACK_WINDOW
 
 
+# Any one of these marks a folder that holds a tokenizer (fast, sentencepiece, BPE, WordPiece).
+_TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
+    "sentencepiece.bpe.model", "source.spm", "vocab.json", "vocab.txt", "merges.txt",
+)  # fmt: skip
+
 _cache: dict[ModelSpec, LoadedModel] = {}
 _cache_lock = threading.Lock()
 
@@ -243,13 +252,16 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
         AutoTokenizer,
     )
 
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     with step("load_model", model=spec.name, device=device) as info:
         try:
             config = AutoConfig.from_pretrained(path)
         except (OSError, ValueError, json.JSONDecodeError) as exc:
-            raise ModelNotFoundError(f"model {spec.name!r}: unreadable config: {exc}") from None
+            raise ModelNotFoundError(
+                f"model {spec.name!r}: unreadable config: {exc}",
+                hint="re-save the model with save_pretrained; config.json must be valid JSON",
+            ) from None
         kind: LoadedKind = _kind_from_config(config) if spec.kind == "auto" else spec.kind
         classes = {
             "seq2seq": AutoModelForSeq2SeqLM,
@@ -261,10 +273,16 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             model = classes[kind].from_pretrained(path, dtype=dtype)
         except ValueError as exc:
             raise ModelKindError(
-                f"model {spec.name!r} ({config.model_type}) cannot be loaded as {kind}: {exc}",
+                # transformers appends every supported config class: keep the first line
+                f"model {spec.name!r} ({config.model_type}) cannot be loaded as {kind}: "
+                f"{str(exc).splitlines()[0]}",
                 hint="pick a model of the right kind for the task, or set kind explicitly",
             ) from None
         try:
+            # transformers 5 builds an empty tokenizer for a folder without tokenizer
+            # files; its output would be garbage, so refuse it here.
+            if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+                raise OSError("no tokenizer files in the model folder")
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
@@ -287,7 +305,9 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             version=content_version(path),
             path=str(path),
         )
-        info.update(kind=kind, window=loaded.window, params=sum(p.numel() for p in model.parameters()))
+        info.update(
+            kind=kind, window=loaded.window, params=sum(p.numel() for p in model.parameters())
+        )
     with _cache_lock:
         _cache[spec] = loaded
     return loaded

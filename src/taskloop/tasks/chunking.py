@@ -100,10 +100,21 @@ def split_to_fit(text: str, budget: int, count: Count, *, overlap: int = 1) -> S
             used += sizes[j]
             j += 1
         j = max(j, i + 1)
-        chunks.append(Chunk(text[sentences[i].start : sentences[j - 1].end], sentences[i].start, sentences[j - 1].end))
+        chunks.append(
+            Chunk(
+                text[sentences[i].start : sentences[j - 1].end],
+                sentences[i].start,
+                sentences[j - 1].end,
+            )
+        )
         if j >= len(sentences):
             break
-        i = max(j - overlap, i + 1)
+        nxt = max(j - overlap, i + 1)
+        # Less overlap when it would leave no room for the next new sentence: else the
+        # next chunk would repeat old sentences only.
+        while nxt < j and sum(sizes[nxt : j + 1]) > budget:
+            nxt += 1
+        i = nxt
     notes.insert(
         0,
         f"input of {count([text])[0]} tokens exceeds the budget of {budget}: split into "

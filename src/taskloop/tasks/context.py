@@ -66,11 +66,17 @@ class Resources:
     encoder_name: str | None = None  # None: the packaged all-MiniLM-L6-v2
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
 
-    def model(self, name: str, kind: Literal["auto", "seq2seq", "causal", "qa"] = "auto") -> LoadedModel:
+    def model(
+        self, name: str, kind: Literal["auto", "seq2seq", "causal", "qa"] = "auto"
+    ) -> LoadedModel:
         """Load ``name`` on this run's device (raises ModelNotFoundError offline)."""
         return load_model(
             ModelSpec(
-                name, kind=kind, device=self.device, dtype=self.dtype, allow_download=self.allow_download
+                name,
+                kind=kind,
+                device=self.device,
+                dtype=self.dtype,
+                allow_download=self.allow_download,
             )
         )
 

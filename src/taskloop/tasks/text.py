@@ -19,12 +19,14 @@ _SENT_END = re.compile(r"([.!?…。！？]+[\"'”’)\]]*)(\s+)(?=\S)")
 _SPEAKER = re.compile(r"^\s*(#?[\w .-]{1,40}#?)\s*:\s", re.UNICODE)
 
 STOPWORDS = frozenset(
-    """a an the and or but if then else of to in on at by for with from as is are was were be
-    been being it its this that these those there here he she they we you i me him her them us
-    my your his their our not no nor so too very can could will would shall should may might must
-    do does did done have has had having what which who whom whose when where why how all any
-    both each few more most other some such only own same than into over under again further
-    once about above below up down out off just also s t don now""".split()
+    (  # noqa: SIM905 - a word list reads better as prose
+        "a an the and or but if then else of to in on at by for with from as is are was were be "
+        "been being it its this that these those there here he she they we you i me him her them "
+        "us my your his their our not no nor so too very can could will would shall should may "
+        "might must do does did done have has had having what which who whom whose when where why "
+        "how all any both each few more most other some such only own same than into over under "
+        "again further once about above below up down out off just also s t don now"
+    ).split()
 )
 
 
@@ -48,7 +50,11 @@ def split_sentences(text: str) -> list[Sentence]:
         for m in _SENT_END.finditer(chunk):
             before = chunk[last : m.start(1)]
             word = re.findall(r"[\w.]+$", before)
-            if m.group(1) == "." and word and word[0].lower().rstrip(".") in _ABBREV:
+            abbrev = word[0].lower().rstrip(".") if word else ""
+            # "No." is an abbreviation only before a number ("No. 5"); in dialogue it is
+            # a whole sentence ("No. I'm busy.").
+            is_abbrev = abbrev in _ABBREV and (abbrev != "no" or chunk[m.end()].isdigit())
+            if m.group(1) == "." and is_abbrev:
                 continue
             if m.group(1) == "." and word and len(word[0]) == 1 and word[0].isupper():
                 continue  # an initial: "J. Smith"
@@ -118,8 +124,8 @@ def names(text: str) -> list[str]:
         run: list[str] = []
         for i, tok in enumerate(toks):
             w = tok.group()
-            is_cap = w[:1].isupper() and not w.isupper() or (w.isupper() and len(w) > 1)
-            if is_cap and (i > 0 or w.lower() not in STOPWORDS and len(toks) > 1 and i > 0):
+            is_cap = (w[:1].isupper() and not w.isupper()) or (w.isupper() and len(w) > 1)
+            if is_cap and (i > 0 or (w.lower() not in STOPWORDS and len(toks) > 1 and i > 0)):
                 run.append(w)
             else:
                 if run:
@@ -131,4 +137,6 @@ def names(text: str) -> list[str]:
 
 
 def _canon(value: float) -> str:
-    return str(int(value)) if value.is_integer() else f"{value:g}"
+    # repr is the shortest string that round-trips ("4.5", "12345.67"); :g kept only six
+    # significant digits and turned 12345.67 into 12345.7.
+    return str(int(value)) if value.is_integer() else repr(value)

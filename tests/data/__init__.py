@@ -1,0 +1,1 @@
+"""Tests of task records and the task-data loader."""

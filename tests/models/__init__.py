@@ -1,0 +1,1 @@
+"""Tests of model loading, generation, caching, encoders and tiny models."""
