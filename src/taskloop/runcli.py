@@ -9,7 +9,6 @@ import typer
 
 from taskloop.cliutil import EPILOG, handle_errors
 
-
 # The metrics worth a glance per task; report.json and report.html hold all of them.
 HEADLINE = {
     "codegen": ("pass@1", "pass@10", "generated_tests_passed"),

@@ -23,8 +23,8 @@ from taskloop.models.errors import DeviceError, ModelKindError, ModelNotFoundErr
 
 logger = logging.getLogger("taskloop.models")
 
-Kind = Literal["auto", "seq2seq", "causal", "qa", "encoder"]
-LoadedKind = Literal["seq2seq", "causal", "qa", "encoder"]
+Kind = Literal["auto", "seq2seq", "causal", "qa", "encoder", "classify"]
+LoadedKind = Literal["seq2seq", "causal", "qa", "encoder", "classify"]
 
 # Longest window we believe a tokenizer's model_max_length when the config has none;
 # tokenizers without a limit report 1e30.
@@ -249,6 +249,7 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
         AutoModelForCausalLM,
         AutoModelForQuestionAnswering,
         AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
         AutoTokenizer,
     )
 
@@ -268,6 +269,7 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             "causal": AutoModelForCausalLM,
             "qa": AutoModelForQuestionAnswering,
             "encoder": AutoModel,
+            "classify": AutoModelForSequenceClassification,
         }
         try:
             model = classes[kind].from_pretrained(path, dtype=dtype)
