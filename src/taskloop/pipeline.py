@@ -96,7 +96,13 @@ def open_input(path: Path, cfg: RunConfig) -> Iterator[tuple[Path, InputInfo]]:
             path=str(path),
             kind="zip" if report.format == "zip" else "blob",
             blob_outcome=report.outcome.value,
-            blob_problems=list(report.problems),
+            blob_problems=[
+                f"{m.name}: {m.status.value}, {m.action.value}"
+                + (f" ({m.detail})" if m.detail else "")
+                for m in report.members
+                if not m.verified
+            ]
+            + list(report.problems),
             blob_notes=list(report.notes),
         )
         yield Path(tmp) / "archive", info

@@ -139,7 +139,7 @@ def test_damaged_blob_is_repaired_and_losses_reported(tmp_path: Path):
 
 def test_python_api_entry_point(tmp_path: Path):
     (tmp_path / "qa.jsonl").write_text(
-        '{"question": "Which river?", "context": "Vienna lies on the Danube.", "answers": ["Danube"]}\n'
+        '{"question": "Which river flows through Vienna?", "context": "Vienna lies on the Danube.", "answers": ["Danube"]}\n'
     )
     result = taskloop.run(tmp_path, None, taskloop.RunConfig())
     assert result.predictions[0].id == "qa.jsonl#1"
