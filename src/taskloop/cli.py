@@ -107,11 +107,10 @@ def demo(
     sample.blob, damaged.blob, the reports, and run/ (results.jsonl, report.json,
     report.html, result.blob) into --out. Exit 0 when every step did what it should.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from taskloop.demo import run_demo
-    from taskloop.runcli import print_results
+    from taskloop.runcli import print_results, results_console
     from taskloop.runconfig import load_config, parse_model_overrides
 
     cfg = load_config(None, models=parse_model_overrides(model or []))
@@ -122,7 +121,7 @@ def demo(
     table.add_column("ms", justify="right")
     for s in result.steps:
         table.add_row(s.name, s.result, f"{s.seconds * 1000:.1f}")
-    console = Console()
+    console = results_console()
     console.print(table)
     if result.repair_report is not None:
         typer.echo(result.repair_report.summary())

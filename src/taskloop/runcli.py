@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from taskloop.cliutil import EPILOG, handle_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # The metrics worth a glance per task; report.json and report.html hold all of them.
 HEADLINE = {
@@ -23,6 +27,13 @@ def headline(task: str, metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={metrics[k]:.3g}" for k in keys)
 
 
+def results_console() -> Console:
+    """The terminal's own width, or 120 columns when stdout is a file or pipe (not 80)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 def print_results(result: object, console: object | None = None) -> None:
     """The results table: one row per task file, with model, counts and main metrics."""
     from rich.console import Console
@@ -31,7 +42,7 @@ def print_results(result: object, console: object | None = None) -> None:
     from taskloop.pipeline import RunResult
 
     assert isinstance(result, RunResult)
-    con = console if isinstance(console, Console) else Console(width=max(Console().width, 120))
+    con = console if isinstance(console, Console) else results_console()
     table = Table(title="taskloop results (ok/flagged/failed/skipped)")
     for col in ("task", "file", "model", "mode", "items", "metrics"):
         table.add_column(col, overflow="fold")
@@ -43,7 +54,13 @@ def print_results(result: object, console: object | None = None) -> None:
     con.print(table)
     for t in result.report.tasks:
         for w in t.warnings:
-            con.print(f"{t.task} ({t.file}): {w}", style="yellow", markup=False, highlight=False)
+            con.print(
+                f"{t.task} ({t.file}): {w}",
+                style="yellow",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,  # no inserted line breaks: the advice is copied and pasted
+            )
     if result.report.row_errors:
         con.print(f"{len(result.report.row_errors)} rows not used:", highlight=False)
         for e in result.report.row_errors[:20]:

@@ -138,9 +138,12 @@ def test_damaged_blob_is_repaired_and_losses_reported(tmp_path: Path):
 
 
 def test_python_api_entry_point(tmp_path: Path):
-    (tmp_path / "qa.jsonl").write_text(
-        '{"question": "Which river flows through Vienna?", "context": "Vienna lies on the Danube.", "answers": ["Danube"]}\n'
-    )
+    row = {
+        "question": "Which river flows through Vienna?",
+        "context": "Vienna lies on the Danube.",
+        "answers": ["Danube"],
+    }
+    (tmp_path / "qa.jsonl").write_text(json.dumps(row) + "\n")
     result = taskloop.run(tmp_path, None, taskloop.RunConfig())
     assert result.predictions[0].id == "qa.jsonl#1"
     assert result.report.tasks[0].metrics["exact"] == 1.0
