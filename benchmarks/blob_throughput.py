@@ -28,7 +28,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -42,6 +41,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py, beside this script
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -749,27 +750,7 @@ def run_memory(work: Path, size: int, seed: int) -> list[dict[str, float]]:
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for dist in ("taskloop", "pybase64", "isal", "cryptography"):
-        try:
-            from importlib.metadata import version
-
-            versions.append(f"{dist} {version(dist)}")
-        except Exception:
-            versions.append(f"{dist} (not installed)")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return [
-        f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
-        f"load average {load}",
-        f"python {platform.python_version()} ({platform.python_implementation()}); "
-        + ", ".join(versions),
-    ]
+    return describe(("pybase64", "isal", "cryptography"))
 
 
 @contextlib.contextmanager

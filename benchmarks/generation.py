@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import platform
 import random
 import statistics
 import sys
@@ -38,6 +37,8 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py, beside this script
 
 # The benchmark never reaches a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,28 +65,11 @@ def log(message: str = "") -> None:
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for dist in ("taskloop", "torch", "transformers", "tokenizers"):
-        try:
-            from importlib.metadata import version
-
-            versions.append(f"{dist} {version(dist)}")
-        except Exception:
-            versions.append(f"{dist} (not installed)")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    return [
-        f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
-        f"load average {load}; {device}; torch threads {torch.get_num_threads()}",
-        f"python {platform.python_version()} ({platform.python_implementation()}); "
-        + ", ".join(versions),
-    ]
+    return describe(
+        ("torch", "transformers", "tokenizers"),
+        extra=f"{device}; torch threads {torch.get_num_threads()}",
+    )
 
 
 # --- deterministic text ---------------------------------------------------------------------

