@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskloop.data.errors import DataError
+from taskloop.data.errors import DataError, first_error
 from taskloop.data.records import TASKS, TaskName
 from taskloop.errors import ExitStatus
 from taskloop.tasks.context import FileOptions
@@ -99,9 +99,8 @@ def load_config(path: str | Path | None, **overrides: Any) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc, msg, _ = first_error(exc)
         raise ConfigError(
-            f"config{' ' + str(path) if path else ''}: {loc}: {first['msg']}",
+            f"config{' ' + str(path) if path else ''}: {loc}: {msg}",
             hint="see `taskloop run --help` and docs/task-format.md",
         ) from None

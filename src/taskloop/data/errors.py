@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from taskloop.errors import ExitStatus, TaskloopError
+
+
+def first_error(exc: ValidationError) -> tuple[str, str, str]:
+    """The first problem pydantic found: (dotted field path, message, error type)."""
+    first = exc.errors()[0]
+    return ".".join(str(p) for p in first["loc"]), first["msg"], first["type"]
 
 
 class DataError(TaskloopError):

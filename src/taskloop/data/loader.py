@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taskloop.data.errors import ManifestError
+from taskloop.data.errors import ManifestError, first_error
 from taskloop.data.records import EXAMPLE_TYPES, TASKS, Example, RowError, TaskName, Where
 from taskloop.tasks.context import FileOptions
 
@@ -111,10 +111,9 @@ def _file_options(place: str, values: dict[str, Any]) -> FileOptions:
     try:
         return FileOptions.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc, msg, _ = first_error(exc)
         raise ManifestError(
-            f"{MANIFEST}: {place}.{loc}: {first['msg']}",
+            f"{MANIFEST}: {place}.{loc}: {msg}",
             hint="see docs/task-format.md for the options a file may set",
         ) from None
 
@@ -388,10 +387,9 @@ def validate_row(
     try:
         return EXAMPLE_TYPES[task].model_validate(data), None  # type: ignore[return-value]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fld = ".".join(str(p) for p in first["loc"]) or None
-        msg = first["msg"]
-        if first["type"] == "missing":
+        loc, msg, kind = first_error(exc)
+        fld = loc or None
+        if kind == "missing":
             msg = f"required field missing for a {task} row"
         return None, RowError(file=where.file, row=where.row, field=fld, message=msg)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ from taskloop.log import step
 from taskloop.models.errors import ModelError
 from taskloop.models.generate import generate
 from taskloop.tasks.context import TaskContext
-from taskloop.tasks.humaneval import build_program
+from taskloop.tasks.humaneval import PROGRAM_MODULE_NAME, build_program, new_marker
 from taskloop.tasks.sandbox import (
     SandboxJob,
     SandboxLimits,
@@ -208,30 +207,35 @@ def _verify(
     ctx: TaskContext,
 ) -> str:
     """Run every sample's generated tests and reference test; '' or why it could not run."""
+    limits = _limits(ctx)
     jobs: list[SandboxJob] = []
     slots: list[tuple[Sample, str, str]] = []  # sample, "tests"|"reference", marker
+    tests_of: dict[int, list[GeneratedTest]] = {}
     for i, sample_list in samples.items():
         ex = examples[i]
         entry = entries[i]
         tests = doc_tests[i] + model_tests.get(i, [])
         for sample in sample_list:
+            tests_of[id(sample)] = tests
             code = ex.prompt + sample.completion
             sample.syntax_error = syntax_error(code)
             if sample.syntax_error:
                 continue
             if tests:
-                marker = secrets.token_hex(16)
+                marker = new_marker()
                 jobs.append(
                     SandboxJob(build_test_program(code, tests, marker), require_marker=marker)
                 )
                 slots.append((sample, "tests", marker))
             if ex.test and entry:
-                marker = secrets.token_hex(16)
+                marker = new_marker()
                 program = build_program(ex.prompt, sample.completion, ex.test, entry, marker)
-                jobs.append(SandboxJob(program, require_marker=marker))
+                jobs.append(
+                    SandboxJob(program, require_marker=marker, module_name=PROGRAM_MODULE_NAME)
+                )
                 slots.append((sample, "reference", marker))
     try:
-        results = run_many(jobs, _limits(ctx), workers=ctx.resources.workers)
+        results = run_many(jobs, limits, workers=ctx.resources.workers)
     except SandboxUnavailableError as exc:
         return f"the sandbox could not start: {exc.message}"
     for (sample, kind, _marker), result in zip(slots, results, strict=True):
@@ -314,7 +318,7 @@ def _prediction(
                 else (f"{ref.status}: {ref.detail}" if ref else f"not run: {best.syntax_error}"),
             )
         )
-    test_source = "\n\n".join(t.source for t in tests)
+    test_source = "\n\n".join(as_pytest(t) for t in tests)
     output = (
         code
         if not test_source
@@ -354,6 +358,17 @@ def _prediction(
             "reference_passed": n_ref,
         },
     )
+
+
+def as_pytest(test: GeneratedTest) -> str:
+    """A generated test as a pytest function, so the output runs with ``pytest`` as is."""
+    if test.source.lstrip().startswith("def test"):
+        return test.source.rstrip()
+    name = re.sub(r"\W", "_", test.name)
+    body = "\n".join(
+        "    " + line if line.strip() else "" for line in test.source.rstrip().splitlines()
+    )
+    return f"def test_{name}():  # from the {test.origin}\n{body}"
 
 
 def _origin(name: str, tests: list[GeneratedTest]) -> str:
