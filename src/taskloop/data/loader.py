@@ -412,8 +412,29 @@ def load_tasks(root: str | Path, *, tasks: set[TaskName] | None = None) -> LoadR
         result.warnings.append(
             f"no task files (*.jsonl, *.json, *.csv) found in {root.name or root}"
         )
-    groups: dict[tuple[str, TaskName], FileGroup] = {}
     base = FileOptions.model_validate(result.manifest.get("defaults") or {})
+    return _load(root, files, options, base, tasks, result)
+
+
+def load_file(path: str | Path, *, task: TaskName | None = None) -> LoadResult:
+    """One task file read as an archive member named by its file name (no manifest).
+
+    Args:
+        task: the task of rows that name none (else the file name decides).
+    """
+    path = Path(path)
+    return _load(path.parent, [path.name], {}, FileOptions(task=task), None, LoadResult())
+
+
+def _load(
+    root: Path,
+    files: list[str],
+    options: dict[str, FileOptions],
+    base: FileOptions,
+    tasks: set[TaskName] | None,
+    result: LoadResult,
+) -> LoadResult:
+    groups: dict[tuple[str, TaskName], FileGroup] = {}
     for rel in files:
         opts = options.get(rel, base)
         default = opts.task or task_from_name(rel)

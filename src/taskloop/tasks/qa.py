@@ -28,7 +28,6 @@ Measured on the 626-question SQuAD v2 sample: ``benchmarks/qa_quality.py``.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import re
@@ -912,19 +911,7 @@ def score(examples: Sequence[QAExample], predictions: Sequence[Prediction]) -> d
 
 def squad_examples(path: str | Path) -> list[QAExample]:
     """The questions of a SQuAD (v1 or v2) JSON file as examples (row = question number)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    out: list[QAExample] = []
-    for article in data["data"]:
-        for para in article["paragraphs"]:
-            for qa in para["qas"]:
-                out.append(
-                    QAExample(
-                        id=qa["id"],
-                        where=Where(file=Path(path).name, row=len(out) + 1),
-                        question=qa["question"],
-                        context=para["context"],
-                        answers=[a["text"] for a in qa.get("answers", [])],
-                        is_impossible=qa.get("is_impossible", False),
-                    )
-                )
-    return out
+    from taskloop.data.loader import load_file
+
+    loaded = load_file(path, task="qa")
+    return [ex for group in loaded.groups for ex in group.examples if isinstance(ex, QAExample)]
