@@ -14,9 +14,11 @@ class Recorder:
     def __init__(self) -> None:
         self.phases: list[tuple[str, int]] = []
         self.done: dict[int, int] = defaultdict(int)
+        self.units: list[str] = []
 
-    def start(self, phase: str, total: int) -> None:
+    def start(self, phase: str, total: int, unit: str = "bytes") -> None:
         self.phases.append((phase, total))
+        self.units.append(unit)
 
     def advance(self, n: int) -> None:
         self.done[len(self.phases) - 1] += n
@@ -53,3 +55,52 @@ def test_nothing_is_reported_without_a_reporter(tmp_path):
         pass
     progress.advance(5)
     assert rec.phases == [] and not rec.done
+
+
+def test_pipeline_reports_task_files_as_items(tmp_path):
+    """A run reports one "tasks" phase in items (one per task file), and the embedding
+    of the QA sentences as an item phase of its own."""
+    from taskloop.pipeline import run
+    from taskloop.runconfig import RunConfig
+
+    (tmp_path / "qa.jsonl").write_text(
+        '{"question": "Which river flows through Vienna?", "context": "Vienna is on the Danube."}\n'
+    )
+    recorder = Recorder()
+    with progress.reporting(recorder):
+        run(tmp_path, config=RunConfig())
+    i = [name for name, _ in recorder.phases].index("tasks")
+    assert recorder.units[i] == "items"
+    assert recorder.phases[i][1] == 1
+    # the question and the context's one sentence, then the candidate answer spans
+    assert recorder.phases[i + 1] == ("embed", 2)
+
+
+def test_bar_reporter_shows_item_phases_and_hides_small_byte_phases():
+    from rich.progress import Progress
+
+    from taskloop.cliutil import BarReporter
+
+    bars = Progress()
+    reporter = BarReporter(bars)
+    reporter.start("generate", 10, "items")
+    assert bars.tasks[-1].visible
+    reporter.start("decode", 1000, "bytes")
+    assert not bars.tasks[-1].visible
+
+
+def test_bar_reporter_nests_item_phases():
+    """tasks(2) → generate(3) fills and finishes → the next advance goes to tasks."""
+    from rich.progress import Progress
+
+    from taskloop.cliutil import BarReporter
+
+    bars = Progress()
+    reporter = BarReporter(bars)
+    reporter.start("tasks", 2, "items")
+    reporter.start("generate", 3, "items")
+    reporter.advance(3)
+    reporter.advance(1)
+    tasks, generate = bars.tasks
+    assert generate.finished and not generate.visible
+    assert tasks.completed == 1 and tasks.visible

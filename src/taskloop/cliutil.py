@@ -122,23 +122,43 @@ class _UnitColumn(ProgressColumn):
 
 
 class BarReporter:
-    """Shows each progress phase as a bar on stderr (phases under 16 MiB stay hidden)."""
+    """Shows progress phases as bars on stderr (byte phases under 16 MiB stay hidden).
+
+    Item phases nest: a run's "tasks" bar stays while a task's "generate" bar fills
+    below it; a finished phase is hidden and later advances go to the phase around it.
+    A new byte phase replaces the previous byte phase (decode, then check, then extract).
+    """
 
     MIN_TOTAL = 16 << 20
 
     def __init__(self, bars: Progress) -> None:
         self.bars = bars
-        self.task: TaskID | None = None
+        self.stack: list[tuple[TaskID, str]] = []
+
+    @property
+    def task(self) -> TaskID | None:
+        return self.stack[-1][0] if self.stack else None
+
+    def _pop_finished(self, also_bytes: bool) -> None:
+        while self.stack:
+            task_id, unit = self.stack[-1]
+            task = self.bars.tasks[task_id] if task_id < len(self.bars.tasks) else None
+            if task is None or task.finished or (also_bytes and unit == "bytes"):
+                self.bars.update(task_id, visible=False)
+                self.stack.pop()
+            else:
+                break
 
     def start(self, phase: str, total: int, unit: str = "bytes") -> None:
-        if self.task is not None:
-            self.bars.update(self.task, visible=False)
+        self._pop_finished(also_bytes=True)
         visible = total >= self.MIN_TOTAL if unit == "bytes" else total > 1
-        self.task = self.bars.add_task(phase, total=total, visible=visible, unit=unit)
+        task_id = self.bars.add_task(phase, total=total, visible=visible, unit=unit)
+        self.stack.append((task_id, unit))
 
     def advance(self, n: int) -> None:
-        if self.task is not None:
-            self.bars.advance(self.task, n)
+        self._pop_finished(also_bytes=False)
+        if self.stack:
+            self.bars.advance(self.stack[-1][0], n)
 
 
 @contextmanager

@@ -251,7 +251,7 @@ def run(
                 hint="see docs/task-format.md for the files and fields taskloop reads",
             )
         predictions: list[Prediction] = []
-        progress.start("tasks", len(loaded.groups))
+        progress.start("tasks", len(loaded.groups), unit="items")
         for group in loaded.groups:
             ctx = _context(group, root, cfg, res)
             preds, summary = run_group(group, ctx)

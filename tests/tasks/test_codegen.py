@@ -176,3 +176,34 @@ def test_the_output_runs_under_pytest_as_is(tmp_path: Path):
     )
     assert proc.returncode == 0, proc.stdout
     assert "2 passed" in proc.stdout
+
+
+def test_humaneval_rows_through_the_task():
+    """HumanEval rows (prompt, entry_point, test) carrying the canonical solution as the
+    completion all pass their reference tests and every docstring test generated for them;
+    with a broken body (``return None``) none passes its reference test."""
+    from taskloop.tasks.humaneval import load_humaneval
+
+    problems = load_humaneval()[:24]
+    rows = [
+        example(
+            i,
+            id=p.task_id,
+            prompt=p.prompt,
+            entry_point=p.entry_point,
+            test=p.test,
+            completion=p.canonical_solution,
+        )
+        for i, p in enumerate(problems, 1)
+    ]
+    preds = codegen.run(rows, ctx())
+    assert all(by_name(p)["reference_tests"].passed for p in preds), [
+        (p.id, by_name(p)["reference_tests"].detail) for p in preds
+    ]
+    with_tests = [p for p in preds if p.details["tests"]]
+    assert len(with_tests) >= 20
+    assert all(p.status == "ok" for p in with_tests)
+    assert codegen.score(rows, preds)["pass@1"] == 1.0
+
+    broken = [r.model_copy(update={"completion": "    return None\n"}) for r in rows]
+    assert codegen.score(broken, codegen.run(broken, ctx()))["pass@1"] == 0.0

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from taskloop import progress
 from taskloop.log import step
 from taskloop.models.cache import LRUCache, cache_key
 from taskloop.models.errors import ModelNotFoundError
@@ -86,6 +87,7 @@ class Encoder:
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         result = np.zeros((len(texts), self.dim), dtype=np.float32)
+        progress.start("embed", len(texts), "items")
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             enc = self.tokenizer(
@@ -101,6 +103,7 @@ class Encoder:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
             result[idx] = pooled.float().cpu().numpy()
+            progress.advance(len(idx))
         return result
 
 

@@ -60,6 +60,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from taskloop import progress
 from taskloop.errors import ExitStatus, TaskloopError
 from taskloop.log import logger
 
@@ -1298,7 +1299,7 @@ def run_many(
         return []
 
     def one(job: SandboxJob) -> SandboxResult:
-        return run_python(
+        result = run_python(
             job.source,
             limits=limits,
             files=job.files,
@@ -1306,6 +1307,10 @@ def run_many(
             module_name=job.module_name,
             site_packages=job.site_packages,
         )
+        progress.advance(1)
+        return result
+
+    progress.start("sandbox runs", len(jobs), "items")
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if workers == 1:

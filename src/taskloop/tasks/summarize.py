@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from taskloop import progress
 from taskloop.data.records import (
     Check,
     Prediction,
@@ -589,8 +590,10 @@ def run(examples: Sequence[SummarizeExample], ctx: TaskContext) -> list[Predicti
                 errors.setdefault(i, reason)
 
     preds = []
+    progress.start("summarize: check", len(examples), "items")
     with step("summarize.verify", items=len(examples)) as info:
         for i, ex in enumerate(examples):
+            progress.advance(1)
             if i in errors and not (mode == "hybrid" and extracts[i] is not None):
                 preds.append(_empty(ex, "failed", mode, errors[i]))
                 continue
