@@ -60,12 +60,16 @@ def test_nothing_is_reported_without_a_reporter(tmp_path):
 def test_pipeline_reports_task_files_as_items(tmp_path):
     """A run reports one "tasks" phase in items (one per task file), and the embedding
     of the QA sentences as an item phase of its own."""
+    import json
+    import uuid
+
     from taskloop.pipeline import run
     from taskloop.runconfig import RunConfig
 
-    (tmp_path / "qa.jsonl").write_text(
-        '{"question": "Which river flows through Vienna?", "context": "Vienna is on the Danube."}\n'
-    )
+    # Fresh words: the encoder's cache is per process, and other tests embed too.
+    tag = uuid.uuid4().hex
+    row = {"question": f"Which river flows through {tag}?", "context": f"{tag} is on the Danube."}
+    (tmp_path / "qa.jsonl").write_text(json.dumps(row) + "\n")
     recorder = Recorder()
     with progress.reporting(recorder):
         run(tmp_path, config=RunConfig())
