@@ -17,15 +17,14 @@ with the machine, since they change the cost.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
+from machine import describe  # benchmarks/machine.py, beside this script
 from taskloop.tasks.humaneval import evaluate, load_humaneval
 from taskloop.tasks.sandbox import SandboxStatus, run_python
 
@@ -35,18 +34,9 @@ def log(message: str) -> None:
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     probe = run_python("pass")
     return [
-        f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"load average {load}",
-        f"python {platform.python_version()}; euid {os.geteuid()}",
+        *describe((), extra=f"euid {os.geteuid()}"),
         f"sandbox layers: {', '.join(probe.layers) or '(none reported)'}",
     ]
 
