@@ -629,3 +629,15 @@ def test_quality_benchmark_quick_runs(shared_data: Path) -> None:
         "ms/question",
     ):
         assert line in proc.stdout, line
+
+
+def test_a_sentence_longer_than_the_encoder_reads_is_reported() -> None:
+    """The encoder reads 256 tokens; a 400-word sentence is ranked by its start only,
+    and the prediction says so instead of cutting silently."""
+    long_sentence = "The river " + " and the river".join(["flows"] * 130) + "."
+    ctx_text = f"Vienna lies on the Danube. {long_sentence}"
+    (pred,) = qa.run(
+        [example(question="Which river flows through Vienna?", context=ctx_text)],
+        context_for(),
+    )
+    assert any("context sentence 2 has" in t and "first 256" in t for t in pred.truncation)

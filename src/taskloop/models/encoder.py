@@ -56,6 +56,17 @@ class Encoder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
+    def embedding_cuts(self, texts: Sequence[str], label: str = "sentence") -> list[str]:
+        """Notes for texts longer than the encoder reads (it embeds their start only)."""
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), truncation=False)["input_ids"]
+        return [
+            f"{label} {i + 1} has {len(x)} tokens: embedded from its first {self.max_tokens}"
+            for i, x in enumerate(ids)
+            if len(x) > self.max_tokens
+        ]
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, shape (len(texts), dim), float32."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -408,6 +408,9 @@ def answer_extractive(
         # Confidence in the answer/no-answer decision: a logistic of the margin to the
         # threshold (0.05 of cosine ~ one step); uncalibrated, monotone in the margin.
         margin = _sigmoid((similarity - threshold) / 0.05)
+        cuts = encoder.embedding_cuts([ex.question], "question") + encoder.embedding_cuts(
+            [sent.text for sent in sents], "context sentence"
+        )
         if not cands or similarity < threshold:
             why = (
                 "no candidate span"
@@ -421,6 +424,7 @@ def answer_extractive(
                     confidence=round(1 - margin, 4),
                     evidence=sents[best_sent].text,
                     extra={**extra, "why": why},
+                    truncation=cuts,
                 )
             )
             continue
@@ -438,6 +442,7 @@ def answer_extractive(
                 confidence=round(margin, 4),
                 evidence=sents[best.sentence].text,
                 extra=extra,
+                truncation=cuts,
             )
         )
     return out

@@ -219,7 +219,7 @@ def extract(document: str, encoder: Encoder, *, max_sentences: int | None = None
     units = document_units(document)
     if not units:
         return Extract("", [], np.zeros((0, encoder.dim)), np.zeros(0), [], "empty")
-    notes = _embedding_cuts(units, encoder)
+    notes = encoder.embedding_cuts([u.body for u in units])
     vectors = encoder.encode([u.body for u in units])
     scores = pagerank(vectors @ vectors.T, teleport=position_teleport(len(units)))
     lengths = [len(words(u.body)) for u in units]
@@ -242,16 +242,6 @@ def extract(document: str, encoder: Encoder, *, max_sentences: int | None = None
     sep = "\n" if any(u.speaker for u in units) else " "
     text = sep.join(units[i].text for i in picked)
     return Extract(text, units, vectors, scores, picked, budget_text, notes)
-
-
-def _embedding_cuts(units: list[Unit], encoder: Encoder) -> list[str]:
-    """Notes for sentences longer than the encoder reads (it embeds their start only)."""
-    ids = encoder.tokenizer([u.body for u in units], truncation=False)["input_ids"]
-    return [
-        f"sentence {i + 1} has {len(x)} tokens: embedded from its first {encoder.max_tokens}"
-        for i, x in enumerate(ids)
-        if len(x) > encoder.max_tokens
-    ]
 
 
 # --- abstractive: map-reduce over chunks --------------------------------------------------------
