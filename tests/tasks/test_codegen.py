@@ -207,3 +207,13 @@ def test_humaneval_rows_through_the_task():
 
     broken = [r.model_copy(update={"completion": "    return None\n"}) for r in rows]
     assert codegen.score(broken, codegen.run(broken, ctx()))["pass@1"] == 0.0
+
+
+def test_a_prompt_over_the_window_is_reported(tmp_path: Path):
+    """A causal model with a 32-token window sees only the end of a longer prompt (it is
+    cut on the left, so generation still continues the function) and the item says so."""
+    model = build_tiny_model(tmp_path / "small", "causal", texts=[ADD_PROMPT], max_length=32)
+    long_prompt = "# " + "padding words " * 40 + "\n" + ADD_PROMPT
+    (pred,) = codegen.run([example(prompt=long_prompt)], ctx(model=str(model), max_new_tokens=4))
+    assert pred.status in ("ok", "flagged")
+    assert any("over the model's window" in t for t in pred.truncation)

@@ -294,7 +294,9 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if kind == "causal":
-            tokenizer.padding_side = "left"  # generation continues from the right end
+            # Generation continues from the right end: pad and cut on the left.
+            tokenizer.padding_side = "left"
+            tokenizer.truncation_side = "left"
         model.to(device)
         model.eval()
         loaded = LoadedModel(

@@ -108,9 +108,12 @@ def _limits(ctx: TaskContext) -> SandboxLimits:
 
 
 def _generate_samples(
-    examples: Sequence[CodegenExample], ctx: TaskContext
+    examples: Sequence[CodegenExample], ctx: TaskContext, cut_notes: dict[int, list[str]]
 ) -> tuple[dict[int, list[str]], str | None, dict[int, list[GeneratedTest]]]:
-    """Completions (and model-written tests) for examples without a supplied completion."""
+    """Completions (and model-written tests) for examples without a supplied completion.
+
+    Prompts cut to the model's window are noted in ``cut_notes`` (by example index).
+    """
     todo = [i for i, ex in enumerate(examples) if ex.completion is None]
     if not todo or not ctx.options.model:
         return {}, None, {}
@@ -128,6 +131,12 @@ def _generate_samples(
     completions = {
         i: [truncate_completion(t) for t in out.texts] for i, out in zip(todo, outs, strict=True)
     }
+    for i, out in zip(todo, outs, strict=True):
+        if out.truncated:
+            cut_notes[i] = [
+                f"the prompt has {out.input_tokens} tokens, over the model's window: the model "
+                "saw only its end"
+            ]
     # Ask the model for tests of its first completion: start an assert and let it go on.
     heads: list[str] = []
     for i in todo:
@@ -156,9 +165,10 @@ def run(examples: Sequence[CodegenExample], ctx: TaskContext) -> list[Prediction
         info["docstring_tests"] = sum(map(len, doc_tests))
     model_name: str | None = None
     skipped_reason = ""
+    cut_notes: dict[int, list[str]] = {}
     with step("codegen.generate", items=len(examples)) as info:
         try:
-            completions, model_name, model_tests = _generate_samples(examples, ctx)
+            completions, model_name, model_tests = _generate_samples(examples, ctx, cut_notes)
         except ModelError as exc:
             completions, model_tests = {}, {}
             skipped_reason = f"{exc.message}. {exc.hint or ''}".strip()
@@ -183,18 +193,18 @@ def run(examples: Sequence[CodegenExample], ctx: TaskContext) -> list[Prediction
             out.append(_failed(ex, failure))
         else:
             supplied = ex.completion is not None
-            out.append(
-                _prediction(
-                    ex,
-                    entries[i],
-                    samples[i],
-                    doc_tests[i] + model_tests.get(i, []),
-                    mode="verify supplied completion"
-                    if supplied
-                    else f"generate ({ctx.options.samples} samples)",
-                    model=None if supplied else model_name,
-                )
+            pred = _prediction(
+                ex,
+                entries[i],
+                samples[i],
+                doc_tests[i] + model_tests.get(i, []),
+                mode="verify supplied completion"
+                if supplied
+                else f"generate ({ctx.options.samples} samples)",
+                model=None if supplied else model_name,
             )
+            pred.truncation.extend(cut_notes.get(i, []))
+            out.append(pred)
     return out
 
 
