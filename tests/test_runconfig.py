@@ -176,3 +176,26 @@ def test_a_manifest_default_value_still_overrides_task_defaults() -> None:
     explicit = FileOptions.model_validate({"long_input": "split"})
     assert cfg.options_for("qa", explicit).long_input == "split"
     assert cfg.options_for("qa", FileOptions()).long_input == "truncate"
+
+
+def test_the_documented_run_config_and_manifest_parse(tmp_path):
+    """docs/task-format.md's YAML run config and manifest.json example stay valid."""
+    import json
+    import re
+
+    from taskloop.data.loader import read_manifest
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "task-format.md").read_text()
+    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    (tmp_path / "run.yaml").write_text(yaml_block)
+    cfg = load_config(tmp_path / "run.yaml")
+    assert cfg.models["translate"] == "./opus-mt-en-de"
+    assert cfg.task_defaults["summarize"].max_sentences == 2
+    manifest = next(b for b in re.findall(r"```json\n(.*?)```", doc, re.S) if '"files"' in b)
+    (tmp_path / "manifest.json").write_text(manifest)
+    for name in json.loads(manifest)["files"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    _, options = read_manifest(tmp_path)
+    assert options["data/code.jsonl"].samples == 10
+    assert options["data/qa.jsonl"].max_new_tokens == 96  # from "defaults"
