@@ -557,3 +557,18 @@ def test_bundled_sample_archive_loads_cleanly() -> None:
     translate = next(g for g in result.groups if g.task == "translate")
     assert translate.options.glossary == "data/glossary.tsv"
     assert (translate.options.source_lang, translate.options.target_lang) == ("en", "de")
+
+
+def test_gzipped_task_files_are_read(tmp_path):
+    """``qa.jsonl.gz`` is read like ``qa.jsonl`` (public data sets ship gzipped); a
+    corrupt .gz is one error for that file, and the other files still load."""
+    import gzip
+
+    row = {"question": "Which river?", "context": "Vienna lies on the Danube."}
+    (tmp_path / "qa.jsonl.gz").write_bytes(gzip.compress((json.dumps(row) + "\n").encode()))
+    (tmp_path / "broken_qa.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    result = load_tasks(tmp_path)
+    (group,) = result.groups
+    assert group.file == "qa.jsonl.gz" and group.task == "qa" and len(group.examples) == 1
+    (error,) = result.errors
+    assert error.file == "broken_qa.jsonl.gz" and "gzip" in error.message

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from taskloop.data.records import EXAMPLE_TYPES, TASKS, Example, RowError, TaskN
 from taskloop.tasks.context import FileOptions
 
 TASK_FILE_SUFFIXES = (".jsonl", ".json", ".csv")
+GZIP_SUFFIX = ".gz"  # data.jsonl.gz: public data sets often ship gzipped
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
@@ -125,20 +128,43 @@ def discover(root: Path, options: dict[str, FileOptions]) -> list[str]:
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and path.suffix.lower() in TASK_FILE_SUFFIXES and rel != MANIFEST:
+        if path.is_file() and task_suffix(path) in TASK_FILE_SUFFIXES and rel != MANIFEST:
             if any(part.startswith(".") or part == "__MACOSX" for part in Path(rel).parts):
                 continue
             found.append(rel)
     return found
 
 
+def task_suffix(path: Path) -> str:
+    """The format suffix, looking through a ``.gz``: ``qa.jsonl.gz`` → ``.jsonl``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == GZIP_SUFFIX:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _read(path: Path) -> bytes | None:
+    """The file's bytes (gunzipped for ``.gz``), or None when over MAX_FILE_BYTES."""
+    if path.suffix.lower() != GZIP_SUFFIX:
+        return path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else None
+    with gzip.open(path, "rb") as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)  # bounded: a gzip bomb stops at the limit
+    return data if len(data) <= MAX_FILE_BYTES else None
+
+
 def _rows(path: Path, rel: str, errors: list[RowError]) -> list[tuple[int, dict[str, Any]]]:
     """(row number, object) pairs of one file; unreadable rows go to ``errors``."""
-    raw = path.read_bytes()
-    if len(raw) > MAX_FILE_BYTES:
+    try:
+        raw = _read(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        errors.append(
+            RowError(file=rel, row=None, field=None, message=f"not a readable gzip file: {exc}")
+        )
+        return []
+    if raw is None:
         errors.append(RowError(file=rel, row=None, field=None, message="file over 512 MiB"))
         return []
-    suffix = path.suffix.lower()
+    suffix = task_suffix(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
