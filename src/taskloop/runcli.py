@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from taskloop.cliutil import EPILOG, handle_errors
+from taskloop.errors import ExitStatus
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,11 +63,17 @@ def print_results(result: object, console: object | None = None) -> None:
                 soft_wrap=True,  # no inserted line breaks: the advice is copied and pasted
             )
     if result.report.row_errors:
-        con.print(f"{len(result.report.row_errors)} rows not used:", highlight=False)
+        n = len(result.report.row_errors)
+        con.print(f"{n} row{'s' if n != 1 else ''} or files not used:", highlight=False)
         for e in result.report.row_errors[:20]:
             con.print(f"  {e}", markup=False, highlight=False)
         if len(result.report.row_errors) > 20:
             con.print(f"  ... and {len(result.report.row_errors) - 20} more (report.json)")
+    info = result.report.input
+    if info.blob_outcome not in (None, "intact"):
+        con.print(f"input {info.path}: {info.blob_outcome}", style="yellow", highlight=False)
+        for problem in info.blob_problems:
+            con.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
     for w in result.report.warnings:
         con.print(f"warning: {w}", markup=False, highlight=False)
 
@@ -132,7 +139,8 @@ def run_command(
 
     Writes results.jsonl, report.json, report.html, config.json and result.blob (all of
     them, as a blob) into --out, and prints a results table. Bad rows are listed with
-    file, row and field; the good rows still run. Exit 0 when the run completed.
+    file, row and field; the good rows still run. Exit 0 when the run completed, 3 when
+    the input blob was damaged and files were lost in its repair (the rest ran).
     """
     from taskloop.pipeline import run
     from taskloop.runconfig import load_config, parse_model_overrides
@@ -151,6 +159,8 @@ def run_command(
     result = run(input_path, out, cfg)
     print_results(result)
     typer.echo(f"report: {out / 'report.html'}  result blob: {out / 'result.blob'}")
+    if result.report.input.blob_outcome == "repaired_with_losses":
+        raise typer.Exit(int(ExitStatus.REPAIRED_WITH_LOSSES))
 
 
 def register(app: typer.Typer) -> None:

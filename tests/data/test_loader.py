@@ -491,7 +491,6 @@ def test_manifest_defaults_without_files_apply_to_discovered_files(tmp_path: Pat
         ('{"files": {"qa.jsonl": {"task": "poem"}}}', "files.qa.jsonl.task: Input should be"),
         ('{"defaults": {"modle": "x"}, "files": {"qa.jsonl": {}}}', "defaults.modle: Extra inputs"),
         ('{"defaults": [1], "files": {"qa.jsonl": {}}}', "'defaults' must be an object"),
-        ('{"files": {"gone.jsonl": {"task": "qa"}}}', "files.gone.jsonl: no such file"),
     ],
 )
 def test_manifest_errors(tmp_path: Path, manifest: str, message: str) -> None:
@@ -572,3 +571,14 @@ def test_gzipped_task_files_are_read(tmp_path):
     assert group.file == "qa.jsonl.gz" and group.task == "qa" and len(group.examples) == 1
     (error,) = result.errors
     assert error.file == "broken_qa.jsonl.gz" and "gzip" in error.message
+
+
+def test_a_listed_file_missing_from_the_archive_costs_only_that_file(tmp_path: Path) -> None:
+    """A file lost in a blob repair (or never added) is one error; the others still run."""
+    manifest = '{"files": {"gone.jsonl": {"task": "qa"}, "qa.jsonl": {"task": "qa"}}}'
+    write(tmp_path, {"manifest.json": manifest, "qa.jsonl": jsonl(QA)})
+    result = load_tasks(tmp_path)
+    assert [g.file for g in result.groups] == ["qa.jsonl"]
+    (error,) = result.errors
+    assert (error.file, error.row, error.code) == ("gone.jsonl", None, "data.missing_file")
+    assert "not in the archive" in error.message

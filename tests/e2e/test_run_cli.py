@@ -65,3 +65,21 @@ def test_a_model_that_is_not_here_skips_its_task_and_says_what_to_pass(tmp_path:
     (line,) = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     pred = json.loads(line)
     assert pred["status"] == "skipped" and "no-such-model" in pred["reason"]
+
+
+def test_a_damaged_blob_runs_what_survived_and_exits_3(tmp_path: Path):
+    """The demo's damage (three characters inside data/translate.jsonl, CRLF, a BOM):
+    the file is lost in the repair and reported; every other task still runs."""
+    from taskloop.blob import encode_zip_to_utf8_blob
+    from taskloop.demo import DAMAGED_MEMBER, damage_blob
+
+    archive = build_sample_archive()
+    text = encode_zip_to_utf8_blob(archive, wrap=76).encode()
+    damaged = b"\xef\xbb\xbf" + damage_blob(text, archive, DAMAGED_MEMBER).replace(b"\n", b"\r\n")
+    (tmp_path / "damaged.blob").write_bytes(damaged)
+    proc = run("run", "damaged.blob", "-o", "out", "-t", "qa", "-t", "translate", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "repaired_with_losses" in proc.stdout and DAMAGED_MEMBER in proc.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [t["task"] for t in report["tasks"]] == ["qa"]
+    assert report["row_errors"][0]["file"] == DAMAGED_MEMBER

@@ -104,8 +104,6 @@ def read_manifest(root: Path) -> tuple[dict[str, Any], dict[str, FileOptions]]:
         if not isinstance(opts, dict):
             raise ManifestError(f"{MANIFEST}: files.{name}: options must be an object")
         options[name] = _file_options(f"files.{name}", {**defaults, **opts})
-        if not (root / name).is_file():
-            raise ManifestError(f"{MANIFEST}: files.{name}: no such file in the archive")
     return data, options
 
 
@@ -462,6 +460,18 @@ def _load(
 ) -> LoadResult:
     groups: dict[tuple[str, TaskName], FileGroup] = {}
     for rel in files:
+        if not (root / rel).is_file():
+            # Lost in a repair, or never added: the other files still run.
+            result.errors.append(
+                RowError(
+                    file=rel,
+                    row=None,
+                    field=None,
+                    message=f"listed in {MANIFEST} but not in the archive",
+                    code="data.missing_file",
+                )
+            )
+            continue
         opts = options.get(rel, base)
         default = opts.task or task_from_name(rel)
         unknown_fields: Counter[str] = Counter()
