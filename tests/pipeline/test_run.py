@@ -183,3 +183,24 @@ def test_a_configured_model_is_used_and_named(tmp_path: Path):
     assert pred.model and str(model) in pred.model
     assert pred.mode.startswith("hybrid")
     assert pred.status in ("ok", "flagged")
+
+
+def test_a_cache_file_serves_a_second_run(tmp_path: Path):
+    """With ``cache_path`` the generated outputs persist: a second run of the same input
+    with the same model and settings generates nothing (all hits) and answers the same."""
+    model = build_tiny_model(tmp_path / "tiny", "seq2seq")
+    (tmp_path / "in").mkdir()
+    rows = [
+        {"document": f"Item {i} was sold. The buyer paid {i} euros. It rained."} for i in range(3)
+    ]
+    (tmp_path / "in" / "summarize.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = RunConfig(
+        models={"summarize": str(model)},
+        task_defaults={"summarize": {"mode": "abstractive"}},
+        cache_path=str(tmp_path / "cache.sqlite"),
+    )
+    first = run(tmp_path / "in", config=config)
+    second = run(tmp_path / "in", config=config)
+    assert first.report.cache["misses"] >= 3 and first.report.cache["hits"] == 0
+    assert second.report.cache["misses"] == 0 and second.report.cache["hits"] >= 3
+    assert [p.output for p in second.predictions] == [p.output for p in first.predictions]
