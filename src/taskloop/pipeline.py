@@ -167,6 +167,7 @@ def run_group(group: FileGroup, ctx: TaskContext) -> tuple[list[Prediction], Tas
         metrics={k: round(v, 4) for k, v in metrics.items()},
         warnings=_file_warnings(predictions),
         duration_s=round(time.perf_counter() - start, 3),
+        options=ctx.options.model_dump(exclude_defaults=True),
     )
     return predictions, summary
 

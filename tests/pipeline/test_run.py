@@ -74,6 +74,9 @@ def test_outputs_written_and_result_blob_holds_them(sample_run):
     report = json.loads((out / "report.json").read_text())
     assert report["examples"] == SAMPLE_ROWS
     assert {t["task"] for t in report["tasks"]} == {"codegen", "qa", "summarize", "translate"}
+    # each file's resolved options (manifest.json's, here) are kept with its results
+    translate = next(t for t in report["tasks"] if t["task"] == "translate")
+    assert translate["options"]["glossary"] == "data/glossary.tsv"
     archive = read_zip(decode_utf8_blob_to_zip((out / "result.blob").read_text()))
     assert set(archive) == {"results.jsonl", "report.json", "report.html", "config.json"}
     assert archive["results.jsonl"] == (out / "results.jsonl").read_bytes()

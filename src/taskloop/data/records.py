@@ -160,3 +160,4 @@ class TaskSummary(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     duration_s: float = 0.0
+    options: dict[str, Any] = Field(default_factory=dict)  # the file's resolved options
