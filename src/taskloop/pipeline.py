@@ -9,7 +9,6 @@ each logs one record with its duration, sizes and memory.
 from __future__ import annotations
 
 import io
-import json
 import os
 import platform
 import tempfile
@@ -21,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -71,12 +69,6 @@ class RunResult:
     report: RunReport
     predictions: list[Prediction] = field(default_factory=list)
     out_dir: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.report.row_errors and all(
-            p.status in ("ok", "flagged") for p in self.predictions
-        )
 
 
 @contextmanager
@@ -322,8 +314,3 @@ def write_outputs(result: RunResult, out: Path, cfg: RunConfig) -> None:
         (out / "result.blob").write_text(blob, encoding="ascii")
         info.update(in_bytes=len(buf.getvalue()), out_bytes=len(blob))
     result.out_dir = out
-
-
-def to_json(result: RunResult) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(result.report.model_dump_json())
-    return data
