@@ -60,7 +60,6 @@ class Sample:
     completion: str
     syntax_error: str | None = None
     tests: list[dict[str, Any]] = field(default_factory=list)  # name, origin, passed, error
-    tests_run: SandboxResult | None = None
     reference: SandboxResult | None = None
 
     @property
@@ -252,7 +251,6 @@ def _verify(
         if kind == "reference":
             sample.reference = result
         else:
-            sample.tests_run = result
             sample.tests = _test_outcomes(result)
     return ""
 
