@@ -157,26 +157,12 @@ def run_group(group: FileGroup, ctx: TaskContext) -> tuple[list[Prediction], Tas
         mode=modes.most_common(1)[0][0] if modes else ("skipped" if counts["skipped"] else ""),
         counts={s: counts.get(s, 0) for s in ("ok", "flagged", "failed", "skipped")},
         metrics={k: round(v, 4) for k, v in metrics.items()},
-        warnings=_file_warnings(predictions),
+        warnings=sorted({p.reason for p in predictions if p.status == "skipped" and p.reason})
+        + ctx.warnings,
         duration_s=round(time.perf_counter() - start, 3),
         options=ctx.options.model_dump(exclude_defaults=True),
     )
     return predictions, summary
-
-
-# Warning checks that say something about the whole file, shown once in the summary.
-FILE_LEVEL_CHECKS = ("tokenizer_coverage",)
-
-
-def _file_warnings(predictions: list[Prediction]) -> list[str]:
-    skipped = {p.reason for p in predictions if p.status == "skipped" and p.reason}
-    checks: dict[str, int] = {}
-    for p in predictions:
-        for c in p.checks:
-            if c.name in FILE_LEVEL_CHECKS and not c.passed:
-                checks[f"{c.name}: {c.detail}"] = checks.get(f"{c.name}: {c.detail}", 0) + 1
-    noted = [f"{text} ({n} items)" if n > 1 else text for text, n in list(checks.items())[:5]]
-    return sorted(skipped) + noted
 
 
 def _environment(res: Resources) -> dict[str, str]:

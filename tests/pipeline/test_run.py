@@ -207,3 +207,25 @@ def test_a_cache_file_serves_a_second_run(tmp_path: Path):
     assert first.report.cache["misses"] >= 3 and first.report.cache["hits"] == 0
     assert second.report.cache["misses"] == 0 and second.report.cache["hits"] >= 3
     assert [p.output for p in second.predictions] == [p.output for p in first.predictions]
+
+
+def test_tokenizer_coverage_is_one_warning_per_language_in_the_summary(tmp_path: Path):
+    """Text the model's vocabulary cannot read is reported once per source language in
+    the file's summary, and as a warning check on each item."""
+    model = build_tiny_model(tmp_path / "tiny", "seq2seq", lang_tokens=["__en__", "__de__"])
+    (tmp_path / "in").mkdir()
+    rows = [
+        {"source": "Привет мир", "source_lang": "ru", "target_lang": "de"},
+        {"source": "Как дела", "source_lang": "ru", "target_lang": "de"},
+        {"source": "The model runs.", "source_lang": "en", "target_lang": "de"},
+    ]
+    (tmp_path / "in" / "translate.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run(tmp_path / "in", config=RunConfig(models={"translate": str(model)}))
+    (summary,) = result.report.tasks
+    coverage = [w for w in summary.warnings if "unknown to the tokenizer" in w]
+    assert len(coverage) == 1 and coverage[0].startswith("source language ru:")
+    assert "CYRILLIC" in coverage[0]
+    russian = [p for p in result.predictions if p.where.row in (1, 2)]
+    for pred in russian:
+        (check,) = [c for c in pred.checks if c.name == "tokenizer_coverage"]
+        assert not check.passed and check.severity == "warning"

@@ -315,9 +315,3 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     with _cache_lock:
         _cache[spec] = loaded
     return loaded
-
-
-def unload_all() -> None:
-    """Forget every loaded model (tests; freeing memory between runs)."""
-    with _cache_lock:
-        _cache.clear()

@@ -93,6 +93,8 @@ class TaskContext:
     resources: Resources
     glossary: dict[str, str] = field(default_factory=dict)
     dictionary: dict[str, set[str]] = field(default_factory=dict)
+    # What a task has to say about the whole file (shown once in the run's summary).
+    warnings: list[str] = field(default_factory=list)
 
     def generation(self, **defaults: object) -> GenerationSettings:
         """Generation settings from the task's ``defaults`` with the file's options on top."""

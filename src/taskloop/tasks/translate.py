@@ -36,7 +36,7 @@ from taskloop.models.generate import GenerationSettings, count_tokens, forced_bo
 from taskloop.models.loader import LoadedModel
 from taskloop.tasks.chunking import split_to_fit
 from taskloop.tasks.context import TaskContext
-from taskloop.tasks.coverage import coverage_check, coverage_per_text
+from taskloop.tasks.coverage import coverage_check, coverage_per_text, coverage_warnings
 from taskloop.tasks.glossary import align, translation_checks
 
 NO_MODEL_REASON = (
@@ -295,7 +295,12 @@ def _translate_group(
             # The tokenizer prepends the source language token (M2M-100, mBART, NLLB).
             tok.src_lang = src_code
         with step("translate.prepare", items=len(group), source_lang=src, target_lang=tgt) as info:
-            reports = coverage_per_text([it.example.source for it in group], lm, src or "unknown")
+            # Once per source language for the file's summary, then per item as a check.
+            ctx.warnings.extend(
+                coverage_warnings([it.example for it in group], lm, default_lang=src)
+            )
+            sources = [it.example.source for it in group]
+            reports = coverage_per_text(sources, lm, src or "unknown")
             for it, report in zip(group, reports, strict=True):
                 it.checks.append(coverage_check(report))
                 _chunk(it, lm, settings, budget, opts.long_input)
