@@ -13,6 +13,7 @@ from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.log import configure
+from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
 
 app = typer.Typer(
@@ -86,15 +87,7 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo's files.")
     ] = Path("demo-out"),
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="TASK=MODEL",
-            help="A model for a task that has none offline (e.g. translate=./opus-mt-en-de).",
-        ),
-    ] = None,
+    model: ModelOverrides = None,
 ) -> None:
     """The main job on embedded defaults: the bundled sample task archive as a blob,
     checked and repaired, then every task run on the offline defaults.

@@ -14,6 +14,18 @@ from taskloop.errors import ExitStatus
 if TYPE_CHECKING:
     from rich.console import Console
 
+# `--model TASK=MODEL`, shared by `run` and `demo`.
+ModelOverrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="TASK=MODEL",
+        help="Model for a task: a folder saved with save_pretrained or a hub id in the local "
+        "cache (e.g. translate=./opus-mt-en-de). Repeatable.",
+    ),
+]
+
 # The metrics worth a glance per task; report.json and report.html hold all of them.
 HEADLINE = {
     "codegen": ("pass@1", "pass@10", "generated_tests_passed"),
@@ -89,16 +101,7 @@ def run_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the results.")
     ] = Path("taskloop-out"),
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="TASK=MODEL",
-            help="Model for a task: a hub id in the local cache or a folder "
-            "(e.g. translate=./opus-mt-en-de). Repeatable.",
-        ),
-    ] = None,
+    model: ModelOverrides = None,
     config: Annotated[
         Path | None,
         typer.Option(

@@ -4,14 +4,12 @@ with no unknown token that drops what it cannot read)."""
 
 from __future__ import annotations
 
-import json
-import warnings
 from typing import Any
 
 import pytest
 
 from taskloop.data.records import TranslateExample, Where
-from taskloop.models.tiny import BUILTIN_CORPUS, build_tokenizer
+from taskloop.models.tiny import BUILTIN_CORPUS, build_marian_tokenizer, build_tokenizer
 from taskloop.tasks.coverage import (
     coverage_check,
     coverage_per_text,
@@ -30,23 +28,8 @@ def word_tok() -> Any:
 def spm_tok(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A slow MarianTokenizer over a SentencePiece model trained on the Latin-script corpus
     (character coverage 1.0 of that corpus, so Cyrillic and CJK are unknown)."""
-    sentencepiece = pytest.importorskip("sentencepiece")
-    from transformers import MarianTokenizer
-
-    out = tmp_path_factory.mktemp("spm")
-    corpus = out / "corpus.txt"
-    corpus.write_text("\n".join(BUILTIN_CORPUS * 3), encoding="utf-8")
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(out / "sp"), vocab_size=100, character_coverage=1.0,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2,
-    )  # fmt: skip
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(out / "sp.model"))
-    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-    (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    model = str(out / "sp.model")
-    with warnings.catch_warnings():  # "Recommended: pip install sacremoses"
-        warnings.simplefilter("ignore", UserWarning)
-        return MarianTokenizer(source_spm=model, target_spm=model, vocab=str(out / "vocab.json"))
+    pytest.importorskip("sentencepiece")
+    return build_marian_tokenizer(tmp_path_factory.mktemp("spm"))
 
 
 @pytest.fixture(scope="module")

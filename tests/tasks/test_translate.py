@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from taskloop.data.records import Check, Prediction, TranslateExample, Where, status_from_checks
 from taskloop.models.generate import count_tokens, forced_bos_id
 from taskloop.models.loader import LoadedModel
-from taskloop.models.tiny import BUILTIN_CORPUS, build_tiny_model
+from taskloop.models.tiny import build_marian_tokenizer, build_tiny_model
 from taskloop.tasks import translate
 from taskloop.tasks.chunking import split_to_fit
 from taskloop.tasks.context import FileOptions, Resources, TaskContext
@@ -85,26 +84,12 @@ def m2m_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def marian_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny MarianMT model with a SentencePiece vocabulary and >>de<</>>fr<< target
     tokens, saved in a folder named like the hub's en→fr model."""
-    sentencepiece = pytest.importorskip("sentencepiece")
-    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+    pytest.importorskip("sentencepiece")
+    from transformers import MarianConfig, MarianMTModel
 
     work = tmp_path_factory.mktemp("marian")
-    corpus = work / "corpus.txt"
-    corpus.write_text("\n".join(BUILTIN_CORPUS * 3), encoding="utf-8")
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(work / "sp"), vocab_size=100, character_coverage=1.0,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, minloglevel=2,
-    )  # fmt: skip
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(work / "sp.model"))
-    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-    vocab.update({">>de<<": len(vocab), ">>fr<<": len(vocab) + 1})
-    (work / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    spm = str(work / "sp.model")
-    with warnings.catch_warnings():  # "Recommended: pip install sacremoses"
-        warnings.simplefilter("ignore", UserWarning)
-        tok = MarianTokenizer(
-            source_spm=spm, target_spm=spm, vocab=str(work / "vocab.json"), model_max_length=64
-        )
+    tok = build_marian_tokenizer(work, extra_tokens=[">>de<<", ">>fr<<"])
+    vocab = tok.get_vocab()
     config = MarianConfig(
         vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1,
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,

@@ -148,3 +148,48 @@ def build_tiny_model(
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def build_marian_tokenizer(
+    out_dir: str | Path,
+    *,
+    texts: Iterable[str] = BUILTIN_CORPUS,
+    extra_tokens: Iterable[str] = (),
+    vocab_size: int = 100,
+    max_length: int = 64,
+) -> Any:
+    """A slow ``MarianTokenizer`` over a SentencePiece model trained on ``texts``.
+
+    Characters absent from ``texts`` are unknown to it (what coverage tests need), and
+    ``extra_tokens`` (such as ``>>de<<``) are appended to its vocabulary. The files
+    (``sp.model``, ``vocab.json``) stay in ``out_dir``.
+    """
+    import json
+    import warnings
+
+    import sentencepiece
+    from transformers import MarianTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = out / "corpus.txt"
+    corpus.write_text("\n".join(list(texts) * 3), encoding="utf-8")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(out / "sp"), vocab_size=vocab_size,
+        character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        hard_vocab_limit=False, minloglevel=2,
+    )  # fmt: skip
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(out / "sp.model"))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    for token in extra_tokens:
+        vocab.setdefault(token, len(vocab))
+    (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    spm = str(out / "sp.model")
+    with warnings.catch_warnings():  # "Recommended: pip install sacremoses"
+        warnings.simplefilter("ignore", UserWarning)
+        return MarianTokenizer(
+            source_spm=spm,
+            target_spm=spm,
+            vocab=str(out / "vocab.json"),
+            model_max_length=max_length,
+        )
