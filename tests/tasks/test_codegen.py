@@ -73,8 +73,9 @@ def test_right_and_wrong_completions_are_told_apart():
     assert wrong.status == "flagged"
     assert by_name(wrong)["generated_tests"].detail.startswith("0/2 passed")
     assert not by_name(wrong)["reference_tests"].passed
-    # a - b passes add(-4, 4) == 0? No: -8. It passes nothing but fails differently.
+    # a - b fails both docstring examples (1 - 2 = -1, -4 - 4 = -8) and the reference.
     assert subtracts.status == "flagged"
+    assert by_name(subtracts)["generated_tests"].detail.startswith("0/2 passed")
 
 
 def test_a_hang_a_syntax_error_and_an_exit_are_failures_not_crashes():
