@@ -15,6 +15,7 @@ from taskloop.config import Settings
 from taskloop.log import configure
 from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
+from taskloop.train.cli import register as register_train
 
 app = typer.Typer(
     name="taskloop",
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(blob_app, name="blob")
 register_run(app)
+register_train(app)
 
 
 def _version(value: bool) -> None:

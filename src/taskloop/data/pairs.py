@@ -1,0 +1,109 @@
+"""Training pairs: the exact model input and the label text, built from task examples.
+
+A model is trained on the same input it will see at inference, so the prompt of each
+task is built by the task module's own function (QA's ``question: … context: …``, T5's
+``summarize:`` and ``translate English to German:`` prefixes, a multi-target Marian
+model's ``>>de<<``). Examples without a label (a QA row with no answer and no
+``is_impossible``, a translation without a target, a code prompt without a completion)
+give no pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from taskloop.data.records import (
+    CodegenExample,
+    Example,
+    QAExample,
+    SummarizeExample,
+    TaskName,
+    TranslateExample,
+)
+
+NO_ANSWER = "unanswerable"  # the label of a SQuAD v2 question with no answer
+T5_FAMILY = frozenset({"t5", "mt5", "umt5"})
+_T5_LANGS = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian"}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One supervised example: ``source`` is the model input, ``target`` the label.
+
+    ``where`` is ``file:row`` of the example it came from; ``origin`` says how it was
+    made ("data", or the augmentation that added it, such as "synonym").
+    """
+
+    task: TaskName
+    source: str
+    target: str
+    id: str
+    where: str
+    origin: str = "data"
+
+
+def prompt_prefix(example: Example, model_type: str) -> str:
+    """The task prefix a model family was trained with ("" for most)."""
+    if model_type not in T5_FAMILY:
+        return ""
+    if isinstance(example, SummarizeExample):
+        return "summarize: "
+    if isinstance(example, TranslateExample):
+        src = (example.source_lang or "").split("_")[0].split("-")[0].lower()
+        tgt = (example.target_lang or "").split("_")[0].split("-")[0].lower()
+        if src in _T5_LANGS and tgt in _T5_LANGS:
+            return f"translate {_T5_LANGS[src]} to {_T5_LANGS[tgt]}: "
+    return ""
+
+
+def example_to_pairs(
+    example: Example, *, kind: str = "seq2seq", model_type: str = ""
+) -> list[Pair]:
+    """The pairs one example gives: one per reference (summaries), none without a label.
+
+    Args:
+        kind: "seq2seq" or "causal" (a causal QA prompt ends with an ``answer:`` cue).
+        model_type: the model config's ``model_type`` (``t5`` adds task prefixes).
+    """
+    from taskloop.tasks.qa import prompt_for
+
+    where = str(example.where)
+    prefix = prompt_prefix(example, model_type)
+    targets: list[str]
+    if isinstance(example, TranslateExample):
+        source, targets = example.source, [example.target] if example.target else []
+    elif isinstance(example, SummarizeExample):
+        source, targets = example.document, list(example.summaries)
+    elif isinstance(example, QAExample):
+        source = prompt_for(example.question, example.context, kind)
+        if example.answers:
+            targets = [example.answers[0]]
+        elif example.is_impossible:
+            targets = [NO_ANSWER]
+        else:
+            targets = []
+    elif isinstance(example, CodegenExample):
+        source, targets = example.prompt, [example.completion] if example.completion else []
+    else:  # pragma: no cover - Example is a closed union
+        raise TypeError(f"not a task example: {type(example).__name__}")
+    return [
+        Pair(example.task, prefix + source, target, example.id, where)
+        for target in targets
+        if target is not None
+    ]
+
+
+def to_pairs(
+    examples: Iterable[Example], *, kind: str = "seq2seq", model_type: str = ""
+) -> list[Pair]:
+    """Every labelled example as training pairs (see :func:`example_to_pairs`)."""
+    return [p for ex in examples for p in example_to_pairs(ex, kind=kind, model_type=model_type)]
+
+
+def by_task(pairs: Sequence[Pair]) -> dict[TaskName, list[Pair]]:
+    """Pairs grouped by task, in first-seen task order."""
+    out: dict[TaskName, list[Pair]] = {}
+    for pair in pairs:
+        out.setdefault(pair.task, []).append(pair)
+    return out
