@@ -13,6 +13,7 @@ from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.log import configure
+from taskloop.models.registry_cli import app as models_app
 from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
 from taskloop.train.cli import register as register_train
@@ -27,6 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(blob_app, name="blob")
+app.add_typer(models_app, name="models")
 register_run(app)
 register_train(app)
 

@@ -9,6 +9,7 @@ the chosen device and dtype, and reads the context window from the tokenizer and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -122,7 +123,21 @@ def offline() -> bool:
 
 
 def resolve(spec: ModelSpec) -> Path:
-    """The local folder holding ``spec``'s files, or raise ModelNotFoundError."""
+    """The local folder holding ``spec``'s files, or raise ModelNotFoundError.
+
+    ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` and ``models:/NAME`` come from the
+    model registry (downloaded once per version). ``load_model`` caches by spec, so an
+    alias moved by a promotion is seen by the next process, not by a running one.
+    """
+    if spec.name.startswith("models:/"):
+        from taskloop.models.registry import resolve_uri
+        from taskloop.train.errors import RegistryError
+
+        try:
+            return resolve_uri(spec.name)
+        except RegistryError as exc:
+            # Callers treat a missing model alike, wherever it was to come from.
+            raise ModelNotFoundError(exc.message, hint=exc.hint) from exc
     local = Path(spec.name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -236,12 +251,18 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
     """
     if isinstance(spec, str):
         spec = ModelSpec(spec)
+    key = spec
+    path: Path | None = None
+    if spec.name.startswith("models:/"):
+        # A registry alias can move between loads: cache by the version it points at now.
+        path = resolve(spec)
+        key = dataclasses.replace(spec, name=str(path))
     with _cache_lock:
-        if spec in _cache:
-            return _cache[spec]
+        if key in _cache:
+            return _cache[key]
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
-    path = resolve(spec)
+    path = path or resolve(spec)
     import transformers
     from transformers import (
         AutoConfig,
@@ -313,5 +334,5 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             kind=kind, window=loaded.window, params=sum(p.numel() for p in model.parameters())
         )
     with _cache_lock:
-        _cache[spec] = loaded
+        _cache[key] = loaded
     return loaded
