@@ -1,1 +1,1 @@
-"""Task data: record schemas and loaders (cleaning, augmentation and curriculum come later)."""
+"""Task data: record schemas, loaders, training pairs, cleaning, augmentation, curriculum."""

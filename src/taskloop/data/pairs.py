@@ -10,6 +10,7 @@ give no pair.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,12 @@ class Pair:
     id: str
     where: str
     origin: str = "data"
+
+
+def origin_of(example_id: str) -> str:
+    """The augmentation method that made a row (``"data"`` for an original row)."""
+    m = re.search(r"#aug-([a-z_]+)-\d+$", example_id)
+    return m.group(1) if m else "data"
 
 
 def prompt_prefix(example: Example, model_type: str) -> str:
@@ -88,7 +95,7 @@ def example_to_pairs(
     else:  # pragma: no cover - Example is a closed union
         raise TypeError(f"not a task example: {type(example).__name__}")
     return [
-        Pair(example.task, prefix + source, target, example.id, where)
+        Pair(example.task, prefix + source, target, example.id, where, origin_of(example.id))
         for target in targets
         if target is not None
     ]
