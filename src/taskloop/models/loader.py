@@ -293,7 +293,13 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             "classify": AutoModelForSequenceClassification,
         }
         try:
-            model = classes[kind].from_pretrained(path, dtype=dtype)
+            if (path / "quantization.json").is_file():
+                # dynamic int8 (``taskloop compress quantize``) runs on the CPU only
+                from taskloop.models.compress import load_quantized
+
+                model, device = load_quantized(path), "cpu"
+            else:
+                model = classes[kind].from_pretrained(path, dtype=dtype)
         except ValueError as exc:
             raise ModelKindError(
                 # transformers appends every supported config class: keep the first line
