@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import field_validator
@@ -26,3 +28,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown log level {value!r}")
             return level
         return value
+
+
+def taskloop_home() -> Path:
+    """taskloop's own folder (registry, study database, model cache): ``$TASKLOOP_HOME``
+    or ``./.taskloop``."""
+    return Path(os.environ.get("TASKLOOP_HOME") or ".taskloop").expanduser()

@@ -127,7 +127,9 @@ class PromoteResult:
 
 
 def _home(root: Path | None = None) -> Path:
-    return Path(root or os.environ.get("TASKLOOP_HOME") or ".taskloop").expanduser()
+    from taskloop.config import taskloop_home
+
+    return Path(root).expanduser() if root else taskloop_home()
 
 
 def tracking_uri(uri: str | None = None, *, root: Path | None = None) -> str:
