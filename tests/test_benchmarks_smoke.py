@@ -69,3 +69,66 @@ def test_generation_benchmark_runs(tmp_path: Path) -> None:
     assert "| variant | batch | items/s | ms/item | padding | vs one at a time |" in proc.stdout
     assert "greedy outputs identical across all variants: yes" in proc.stdout
     assert "| cache hit |" in proc.stdout and "| cached |" in proc.stdout
+
+
+def _run_benchmark(name: str, *args: str, timeout: int = 180) -> str:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / name
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_train_throughput_benchmark_runs(tmp_path: Path, shared_data: Path) -> None:
+    """taskloop's loop and both HF variants train the planned steps on the same ids."""
+    out = _run_benchmark(
+        "train_throughput.py",
+        "--smoke",
+        "--data-dir",
+        str(shared_data / "translation"),
+        "--work-dir",
+        str(tmp_path),
+    )
+    assert "HF tokenisation gives the same ids: yes" in out
+    assert "taskloop's loop trained on the planned batches: yes" in out
+    assert (
+        "| side | batching | target tokens/step | padding | loop s | wall s "
+        "| target tokens/s | taskloop vs this | per repeat |" in out
+    )
+    assert "| taskloop train | 256 tokens, length-grouped |" in out
+    assert "rows, random |" in out and "rows, group_by_length |" in out
+
+
+def test_compression_benchmark_runs(tmp_path: Path, shared_data: Path) -> None:
+    """Every variant gets a table row; a second run reuses the cached model."""
+    args = ("--smoke", "--data-dir", str(shared_data / "translation"), "--work", str(tmp_path))
+    out = _run_benchmark("compression.py", *args)
+    assert "model: trained 10 steps" in out
+    assert "| variant | BLEU | Δ BLEU | chrF++ |" in out
+    for variant in (
+        "fp32 (baseline)",
+        "int8 dynamic",
+        "magnitude pruning 30%",
+        "magnitude pruning 50% + recovery",
+        "ffn pruning 30% + recovery",
+    ):
+        assert f"| {variant} |" in out
+    assert "| fp32 (baseline) | " in out and "| 1.00x |" in out
+    assert "| latency mean (ms / batch of 16) |" in out  # compression_report's table
+    again = _run_benchmark("compression.py", *args, "--eval-rows", "4", "--repeats", "1")
+    assert "model: reusing" in again
+
+
+def test_new_benchmarks_help() -> None:
+    for name, options in (
+        ("train_throughput.py", ("--rows", "--steps", "--tokens", "--device", "--smoke")),
+        ("compression.py", ("--model", "--work", "--eval-rows", "--train-steps", "--smoke")),
+    ):
+        out = _run_benchmark(name, "--help", timeout=60)
+        for option in options:
+            assert option in out

@@ -3,7 +3,10 @@
 The blob codec's entry points that existing scripts call are also reachable from here
 (``taskloop.encode_zip_to_utf8_blob``, ``taskloop.decode_utf8_blob_to_zip``); they live
 in :mod:`taskloop.blob` and are imported on first use. ``taskloop.run`` is the main
-job (:func:`taskloop.pipeline.run`).
+job (:func:`taskloop.pipeline.run`); :func:`taskloop.train.loop.train` fine-tunes.
+The training stack's legacy names (``clean_labels``, ``data_augmentation``, ``curriculum_learning``,
+``knowledge_distillation``, ``model_pruning``, ``quantize_model``) live where their
+concern lives (:mod:`taskloop.data`, :mod:`taskloop.models`) and are reachable here too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ _REEXPORTS = {
     "decode_utf8_blob_to_zip": "taskloop.blob",
     "run": "taskloop.pipeline",
     "RunConfig": "taskloop.runconfig",
+    "TrainConfig": "taskloop.train.config",
+    "clean_labels": "taskloop.data.cleaning",
+    "data_augmentation": "taskloop.data.augment",
+    "curriculum_learning": "taskloop.data.curriculum",
+    "knowledge_distillation": "taskloop.models.distill",
+    "model_pruning": "taskloop.models.compress",
+    "quantize_model": "taskloop.models.compress",
 }
 
 __all__ = ["__version__", *_REEXPORTS]

@@ -13,10 +13,12 @@ from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.log import configure
+from taskloop.models.compress_cli import app as compress_app
 from taskloop.models.registry_cli import app as models_app
 from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
 from taskloop.train.cli import register as register_train
+from taskloop.train.tune import register as register_tune
 
 app = typer.Typer(
     name="taskloop",
@@ -29,8 +31,10 @@ app = typer.Typer(
 )
 app.add_typer(blob_app, name="blob")
 app.add_typer(models_app, name="models")
+app.add_typer(compress_app, name="compress")
 register_run(app)
 register_train(app)
+register_tune(app)
 
 
 def _version(value: bool) -> None:

@@ -184,6 +184,26 @@ def pick_task(probs: np.ndarray, seed: int, micro_step: int) -> int:
     return int(np.random.default_rng([seed, 7919, micro_step]).choice(len(probs), p=probs))
 
 
+def _padded(
+    seqs: Sequence[Sequence[int]], width: int, fill: int, *, left: bool = False
+) -> np.ndarray:
+    arr = np.full((len(seqs), width), fill, dtype=np.int64)
+    for i, seq in enumerate(seqs):
+        if seq:
+            if left:
+                arr[i, width - len(seq) :] = seq
+            else:
+                arr[i, : len(seq)] = seq
+    return arr
+
+
+def _mask(seqs: Sequence[Sequence[int]], width: int, *, left: bool = False) -> np.ndarray:
+    lengths = np.array([len(q) for q in seqs])[:, None]
+    cols = np.arange(width)[None, :]
+    keep = cols >= width - lengths if left else cols < lengths
+    return keep.astype(np.int64)
+
+
 def collate(
     data: Encoded,
     rows: np.ndarray,
@@ -208,32 +228,26 @@ def collate(
     src = [data.source[i] for i in rows]
     tgt = [data.target[i] for i in rows]
     if kind == "seq2seq":
-        s_len, t_len = width(max(map(len, src))), width(max(map(len, tgt)))
-        input_ids = torch.full((len(rows), s_len), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), s_len), dtype=torch.long)
-        labels = torch.full((len(rows), t_len), IGNORE_INDEX, dtype=torch.long)
-        dec_in = torch.full((len(rows), t_len), pad_id, dtype=torch.long)
-        start = pad_id if decoder_start_id is None else decoder_start_id
-        for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
-            input_ids[i, : len(s)] = torch.tensor(s)
-            attention[i, : len(s)] = 1
-            labels[i, : len(t)] = torch.tensor(t)
-            dec_in[i, 0] = start
-            dec_in[i, 1 : len(t)] = torch.tensor(t[:-1])
+        input_ids = _padded(src, width(max(map(len, src))), pad_id)
+        labels = _padded(tgt, width(max(map(len, tgt))), IGNORE_INDEX)
+        dec_in = np.empty_like(labels)
+        dec_in[:, 0] = pad_id if decoder_start_id is None else decoder_start_id
+        dec_in[:, 1:] = labels[:, :-1]
+        dec_in[dec_in == IGNORE_INDEX] = pad_id
         return {
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "decoder_input_ids": dec_in,
-            "labels": labels,
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(_mask(src, input_ids.shape[1])),
+            "decoder_input_ids": torch.from_numpy(dec_in),
+            "labels": torch.from_numpy(labels),
         }
-    seqs = [s + t for s, t in zip(src, tgt, strict=True)]
+    seqs = [[*s, *t] for s, t in zip(src, tgt, strict=True)]
     n = width(max(map(len, seqs)))
-    input_ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), n), dtype=torch.long)
-    labels = torch.full((len(rows), n), IGNORE_INDEX, dtype=torch.long)
-    for i, (s, seq) in enumerate(zip(src, seqs, strict=True)):
-        off = n - len(seq)
-        input_ids[i, off:] = torch.tensor(seq)
-        attention[i, off:] = 1
-        labels[i, off + len(s) :] = torch.tensor(seq[len(s) :])
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    input_ids = _padded(seqs, n, pad_id, left=True)
+    attention = _mask(seqs, n, left=True)
+    masked = [[IGNORE_INDEX] * len(s) + list(t) for s, t in zip(src, tgt, strict=True)]
+    labels = _padded(masked, n, IGNORE_INDEX, left=True)
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention),
+        "labels": torch.from_numpy(labels),
+    }

@@ -127,10 +127,12 @@ def latest(out: Path) -> Checkpoint | None:
 
 
 def load_trainer_state(ckpt: Checkpoint) -> dict[str, Any]:
+    import pickle
+
     import torch
 
     try:
         state: dict[str, Any] = torch.load(ckpt.path / "trainer.pt", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{ckpt.path}/trainer.pt unreadable: {exc}") from None
     return state

@@ -24,7 +24,7 @@ Overrides = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="[KEY=VALUE]...",
-        help="Overrides of config keys, e.g. optim.lr=3e-4 run.max_steps=200 data.tasks=[qa].",
+        help="Overrides of config keys, e.g. optim.lr=3e-4 run.max_steps=200 data.tasks=\\[qa].",
         show_default=False,
     ),
 ]
@@ -33,7 +33,7 @@ Overrides = Annotated[
 def split_args(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
     """CONFIG is optional: a first argument like ``key=value`` is an override, not a file."""
     items = list(overrides or [])
-    if config is not None and "=" in config.name and not config.exists():
+    if config is not None and "=" in str(config) and not config.exists():
         return None, [str(config), *items]
     return config, items
 

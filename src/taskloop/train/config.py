@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from taskloop.data.errors import first_error
 from taskloop.data.records import TaskName
@@ -67,6 +74,8 @@ class AugmentSection(_Section):
     ratio: float = Field(0.0, ge=0, le=10, description="added examples per original (0 = off)")
     methods: list[str] = Field(default_factory=lambda: ["synonym", "rename_identifiers"])
     dictionary: str | None = Field(None, description="bilingual TSV dictionary for synonyms")
+    synonyms: str | None = Field(None, description="TSV word<TAB>synonym table (beats WordNet)")
+    paraphrase_prefix: str = Field("", description="text before each paraphrase input")
     back_translation_model: str | None = None
     paraphrase_model: str | None = None
 
@@ -134,6 +143,12 @@ class RunSection(_Section):
     )
     log_every: int = Field(10, ge=1)
 
+    @field_validator("accelerate", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on`/`off` as true/false.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
 
 class EvalSection(_Section):
     every_steps: int | None = Field(200, ge=1, description="null: at the end only")
@@ -142,6 +157,7 @@ class EvalSection(_Section):
     final_num_beams: int | None = Field(None, ge=1, description="beams for the final eval")
     max_new_tokens: int = Field(64, ge=1)
     length_penalty: float = 1.0
+    batch_size: int = Field(64, ge=1, description="rows per generation batch")
     patience: int | None = Field(5, ge=1, description="evals without improvement before stop")
     min_delta: float = Field(0.0, ge=0)
 
@@ -193,6 +209,9 @@ class TrainConfig(_Section):
     distill: DistillSection = Field(default_factory=DistillSection)
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+
+
+TUNE_KEYS = ("search", "tune")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -257,6 +276,9 @@ def load_train_config(
     other path a user types.
     """
     data = read_yaml(path) if path is not None else {}
+    # `search:` and `tune:` configure `taskloop tune`; one file serves both commands.
+    for key in TUNE_KEYS:
+        data.pop(key, None)
     data = merge(data, parse_overrides(overrides or []))
     data = merge(data, extra)
     return validate(data, str(path) if path else None)

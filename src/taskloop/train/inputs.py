@@ -14,8 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskloop.data.loader import LoadResult, load_file, load_tasks, task_from_name, validate_row
-from taskloop.data.records import Example, RowError, TaskName, Where
+from taskloop.data.loader import (
+    LoadResult,
+    _row_task,
+    load_file,
+    load_tasks,
+    task_from_name,
+    validate_row,
+)
+from taskloop.data.records import TASKS, Example, RowError, TaskName, Where
 from taskloop.train.errors import TrainDataError
 
 logger = logging.getLogger("taskloop.train")
@@ -56,12 +63,19 @@ def _from_hf_dataset(path: Path, task: TaskName | None) -> LoadResult:
     for split, ds in splits:
         name = f"{path.name}/{split}" if split else path.name
         for i, row in enumerate(ds, start=1):
-            row_task = row.get("task") or default
+            row_task = _row_task(row, default)  # aliases ("translation") as in files
             where = Where(file=name, row=i)
             if row_task is None:
                 result.errors.append(
                     RowError(file=name, row=i, field="task",
                              message="no task: add a task column or set data.tasks")
+                )  # fmt: skip
+                continue
+            if row_task not in TASKS:
+                result.errors.append(
+                    RowError(file=name, row=i, field="task",
+                             message=f"unknown task {row_task!r}; expected one of "
+                             + ", ".join(TASKS))
                 )  # fmt: skip
                 continue
             example, error = validate_row(row_task, dict(row), where)

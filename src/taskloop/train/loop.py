@@ -203,6 +203,7 @@ def augment_examples(
     if aug.ratio <= 0:
         return examples
     from taskloop.data.augment import data_augmentation, load_dictionary
+    from taskloop.models.generate import GenerationSettings
     from taskloop.models.loader import ModelSpec, load_model
 
     def model(name: str | None) -> Any:
@@ -213,6 +214,8 @@ def augment_examples(
         dictionary=load_dictionary(aug.dictionary) if aug.dictionary else None,
         back_translation_model=model(aug.back_translation_model),
         paraphrase_model=model(aug.paraphrase_model), seed=cfg.run.seed,
+        synonyms=load_dictionary(aug.synonyms) if aug.synonyms else None,
+        paraphrase_settings=GenerationSettings(max_new_tokens=256, prefix=aug.paraphrase_prefix),
     )  # fmt: skip
     summary.augmented = report.to_dict()
     return [*examples, *report.added]
@@ -398,10 +401,15 @@ def forward_loss(
     kind: str,
     label_smoothing: float,
     distill: Callable[[Any, dict[str, Any]], Any] | None = None,
+    tokens: int | None = None,
 ) -> tuple[Any, int]:
-    """(mean token loss, target tokens) for one batch already on the device."""
+    """(mean token loss, target tokens) for one batch already on the device.
+
+    Pass ``tokens`` when known (counted on the CPU) to spare a device synchronisation.
+    """
     labels = batch["labels"]
-    tokens = int((labels != -100).sum())
+    if tokens is None:
+        tokens = int((labels != -100).sum())
     if distill is not None:
         return distill(model, batch), tokens
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -469,8 +477,9 @@ def pair_losses(
             )
             labels = batch.pop("labels")
             with torch.no_grad(), rt.autocast():
-                if kind == "causal":
-                    logits = model(**batch).logits
+                if kind == "causal":  # positions follow the left padding, as in training
+                    position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                    logits = model(**batch, position_ids=position_ids).logits
                     logits, labels = shift_for_causal(logits, labels)
                 else:
                     logits = model(**batch).logits
@@ -632,6 +641,8 @@ class Loop:
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         if self.rt.scaler is not None:
             state["scaler"] = self.rt.scaler.state_dict()
+        if self.difficulties:  # measured on the starting model: a resumed one would differ
+            state["difficulties"] = {t: torch.from_numpy(d) for t, d in self.difficulties.items()}
         return state
 
     def meta_state(self) -> dict[str, Any]:
@@ -681,6 +692,8 @@ class Loop:
         s.step, s.micro_step = int(loop["step"]), int(loop["micro_step"])
         s.tokens, s.elapsed = int(loop["tokens"]), float(loop["elapsed"])
         if self.cfg.curriculum.enabled and self.curriculum:
+            saved = trainer.get("difficulties") or {}
+            self.difficulties.update({t: d.numpy() for t, d in saved.items()})
             self._init_curriculum()
             for stream, st in zip(self.streams, meta["streams"], strict=True):
                 stream.load_state(st)  # the curriculum's restrict must not move the stream
@@ -710,7 +723,7 @@ class Loop:
                         device=self.rt.device, num_beams=num_beams or cfg.eval.num_beams,
                         max_new_tokens=cfg.eval.max_new_tokens,
                         max_source_tokens=cfg.data.max_source_tokens,
-                        length_penalty=cfg.eval.length_penalty,
+                        length_penalty=cfg.eval.length_penalty, batch_size=cfg.eval.batch_size,
                     )  # fmt: skip
             score = -loss if cfg.eval.metric == "loss" or not tasks else overall(tasks)
             info.update(loss=round(loss, 4), score=round(score, 3))
@@ -771,7 +784,8 @@ class Loop:
             )
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_now
-            loss_sum, tok_sum = 0.0, 0
+            loss_sum: Any = 0.0
+            tok_sum = 0
             for _ in range(accum):
                 task = pick_task(self.probs, cfg.run.seed, s.micro_step)
                 s.micro_step += 1
@@ -782,18 +796,20 @@ class Loop:
                         if len(rows) >= self.world_size
                         else rows
                     )
-                batch = to_device(
-                    collate(self.train_enc[task], rows, kind=self.kind, pad_id=pad,
-                            decoder_start_id=start, multiple_of=multiple),
-                    rt.device,
+                cpu_batch = collate(
+                    self.train_enc[task], rows, kind=self.kind, pad_id=pad,
+                    decoder_start_id=start, multiple_of=multiple,
                 )  # fmt: skip
+                n = int((cpu_batch["labels"] != -100).sum())
+                batch = to_device(cpu_batch, rt.device)
                 with rt.autocast():
-                    loss, n = forward_loss(
+                    loss, _ = forward_loss(
                         model, batch, kind=self.kind, label_smoothing=cfg.optim.label_smoothing,
-                        distill=self.distill,
+                        distill=self.distill, tokens=n,
                     )  # fmt: skip
                 rt.backward(loss / accum)
-                loss_sum += float(loss.detach()) * n
+                # kept on the device: reading it every step would wait for the GPU
+                loss_sum = loss_sum + loss.detach() * n
                 tok_sum += n
                 window_tokens += int(batch["input_ids"].numel()) if self.kind == "causal" else n
             if cfg.optim.max_grad_norm:
@@ -812,9 +828,9 @@ class Loop:
             s.step += 1
             s.tokens += tok_sum
             s.elapsed = time.perf_counter() - began
-            step_loss = loss_sum / max(tok_sum, 1)
-            self.last_loss = step_loss
             if s.step % cfg.run.log_every == 0 or s.step == 1:
+                step_loss = float(loss_sum) / max(tok_sum, 1)
+                self.last_loss = step_loss
                 now = time.perf_counter()
                 rate = window_tokens / max(now - window_start, 1e-9)
                 window_tokens, window_start = 0, now
@@ -998,6 +1014,7 @@ def finish(loop: Loop, stopped: str, summary: DataSummary) -> TrainResult:
             best_model, loop.tokenizer, loop.eval_items, kind=loop.kind, device=loop.rt.device,
             num_beams=beams, max_new_tokens=cfg.eval.max_new_tokens,
             max_source_tokens=cfg.data.max_source_tokens, length_penalty=cfg.eval.length_penalty,
+            batch_size=cfg.eval.batch_size,
         )  # fmt: skip
     elif s.history:
         best_log = next((h for h in s.history if h.step == s.best_step), s.history[-1])

@@ -126,7 +126,8 @@ def build_encoded(
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     if kind == "causal":
-        return Encoded("pretrain", [[] for _ in ids], [t[: limit - 1] for t in ids if t])
+        kept = [t[: limit - 1] for t in ids if t]
+        return Encoded("pretrain", [[] for _ in kept], kept)
     sentinels = ensure_sentinels(model, tokenizer)
     rng = np.random.default_rng(cfg.run.seed)
     src, tgt = [], []
@@ -162,9 +163,11 @@ def domain_pretrain(
     if (done / "config.json").is_file():
         logger.info("domain pretraining already done: using %s", done)
         adapted, new_tok, _ = load_for_training(str(done), kind)
-        tokenizer.add_special_tokens(
-            {"additional_special_tokens": new_tok.additional_special_tokens}
-        )
+        # The caller's tokenizer gets the tokens the stage added (sentinels), in id order.
+        known = tokenizer.get_vocab()
+        added = sorted((i, t) for t, i in new_tok.get_vocab().items() if t not in known)
+        if added:
+            tokenizer.add_special_tokens({"additional_special_tokens": [t for _, t in added]})
         return adapted
     texts = read_text(cfg.pretrain.text)
     enc = build_encoded(texts, tokenizer, kind, cfg, model)
