@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,6 +142,8 @@ def train_command(
     cfg = load_train_config(*split_args(config, overrides))
     with step_bar(progress and not as_json) as on_step:
         result = train(cfg, resume=str(resume_from) if resume_from else resume, on_step=on_step)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under `accelerate launch`, the main process reports for all
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:

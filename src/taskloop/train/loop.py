@@ -304,6 +304,14 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
+    def main_first(self) -> Any:
+        """A block the main process runs before the others (no-op in one process)."""
+        import contextlib
+
+        if self.accelerator is None:
+            return contextlib.nullcontext()
+        return self.accelerator.main_process_first()
+
     def backward(self, loss: Any) -> None:
         if self.accelerator is not None:
             self.accelerator.backward(loss)
@@ -340,6 +348,13 @@ def make_runtime(cfg: TrainConfig) -> Runtime:
             mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
             cpu=device.type == "cpu",
         )
+        plugin = getattr(acc.state, "deepspeed_plugin", None)
+        if plugin is not None:
+            # No dataloader goes through prepare(): DeepSpeed must be told a micro-batch size
+            # (batches here are token-budgeted; the value only sizes DeepSpeed's bookkeeping).
+            ds = plugin.deepspeed_config
+            if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+                ds["train_micro_batch_size_per_gpu"] = cfg.batch.size
         return Runtime(acc.device, dtype, accelerator=acc)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     return Runtime(device, dtype, scaler=scaler)
@@ -925,7 +940,9 @@ def train(
             str(resume_from.model_dir), resume_from.meta["kind"]
         )
     else:
-        model, tokenizer, kind = build_or_load(cfg, train_ex, out)
+        # Several processes: the main one trains the tokenizer and builds the model first.
+        with rt.main_first():
+            model, tokenizer, kind = build_or_load(cfg, train_ex, out)
         if cfg.pretrain.steps > 0:
             from taskloop.train.pretrain import domain_pretrain
 

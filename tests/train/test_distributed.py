@@ -1,0 +1,54 @@
+"""Several processes through Accelerate: two CPU processes (gloo) started by torchrun.
+
+`accelerate launch --multi_gpu` starts the same loop the same way (WORLD_SIZE set, each
+process takes its share of every batch, DDP averages the gradients); CPU processes are
+what CI can run. The main process builds the model from scratch first, saves, and
+reports; the other only trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WORDS = "the a dog cat runs sleeps big small red blue green house tree car".split()  # noqa: SIM905
+
+
+def test_two_processes_train_one_model(tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    rng = random.Random(0)
+    rows = []
+    for i in range(120):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
+        rows.append({"task": "translate", "id": f"r{i}", "source": text, "target": text})
+    (tmp_path / "copy.jsonl").write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TASKLOOP_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [
+            torchrun, "--standalone", "--nproc_per_node", "2",
+            str(Path(sys.executable).parent / "taskloop"), "train",
+            "data.train=[copy.jsonl]", "out=run", "run.device=cpu", "run.max_steps=6",
+            "model.init={arch: marian, d_model: 16, layers: 1, heads: 2, ffn: 32, vocab_size: 80}",
+            "eval.every_steps=3", "tracking.enabled=false", "data.clean.enabled=false",
+            "run.log_every=1", "--no-progress", "--json",
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)  # only the main process prints its result
+    assert result["steps"] == 6
+    assert (tmp_path / "run" / "best" / "config.json").is_file()
+    # each process trained on its own half of every batch
+    firsts = [line for line in proc.stderr.splitlines() if line.startswith("step 1/6 ")]
+    assert len(firsts) == 2 and firsts[0] != firsts[1]
