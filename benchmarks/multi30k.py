@@ -73,7 +73,8 @@ def main() -> int:
     from machine import describe
     from taskloop.train.config import load_train_config
     from taskloop.train.evaluation import generate_texts
-    from taskloop.train.loop import load_for_training, train
+    from taskloop.train.loop import train
+    from taskloop.train.prepare import load_for_training
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

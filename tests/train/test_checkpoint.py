@@ -12,7 +12,8 @@ import pytest
 from taskloop.train import checkpoint as ckpt
 from taskloop.train.config import load_train_config
 from taskloop.train.errors import CheckpointError
-from taskloop.train.loop import StepLog, load_for_training, train
+from taskloop.train.loop import StepLog, train
+from taskloop.train.prepare import load_for_training
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_v1"
 

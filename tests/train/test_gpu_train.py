@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 
 from taskloop.models.tiny import build_tiny_model  # noqa: E402
 from taskloop.train.config import load_train_config  # noqa: E402
-from taskloop.train.loop import load_for_training, train  # noqa: E402
+from taskloop.train.loop import train  # noqa: E402
+from taskloop.train.prepare import load_for_training  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,

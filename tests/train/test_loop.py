@@ -25,17 +25,10 @@ from taskloop.train import loop as loop_mod
 from taskloop.train.batching import Encoded, collate
 from taskloop.train.config import TrainConfig, load_train_config
 from taskloop.train.errors import CheckpointError, TrainConfigError, TrainDataError
-from taskloop.train.loop import (
-    StepLog,
-    TrainResult,
-    fit_pairs,
-    forward_loss,
-    load_for_training,
-    lr_factor,
-    split_eval,
-    train,
-)
+from taskloop.train.loop import StepLog, TrainResult, fit_pairs, forward_loss, train
 from taskloop.train.losses import shift_for_causal, token_cross_entropy
+from taskloop.train.prepare import load_for_training, split_eval
+from taskloop.train.runtime import lr_factor
 
 VOCAB = [
     "red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "bird", "rock", "star",
@@ -560,7 +553,8 @@ def test_curriculum_resume_is_exact(
 
 def test_pair_losses_do_not_depend_on_left_padding(models: dict[str, Path]) -> None:
     """A causal pair's loss alone equals its loss batched with a longer (padding) row."""
-    from taskloop.train.loop import Runtime, pair_losses
+    from taskloop.train.loop import pair_losses
+    from taskloop.train.runtime import Runtime
 
     model, tok, _ = load_for_training(str(models["causal"]), "causal")
     rt = Runtime(torch.device("cpu"), None)

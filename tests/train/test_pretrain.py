@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from taskloop.models.tiny import build_tiny_model
 from taskloop.train.config import load_train_config
 from taskloop.train.errors import TrainDataError
-from taskloop.train.loop import StepLog, load_for_training, train
+from taskloop.train.loop import StepLog, train
+from taskloop.train.prepare import load_for_training
 from taskloop.train.pretrain import build_encoded, ensure_sentinels, read_text, span_corrupt
 
 VOCAB = [

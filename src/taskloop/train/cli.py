@@ -163,8 +163,9 @@ def pretrain_command(
     """
     from taskloop.train.config import load_train_config
     from taskloop.train.errors import TrainConfigError
-    from taskloop.train.loop import build_or_load, make_runtime, seed_everything
+    from taskloop.train.prepare import build_or_load
     from taskloop.train.pretrain import domain_pretrain
+    from taskloop.train.runtime import make_runtime, seed_everything
 
     cfg = load_train_config(*split_args(config, overrides))
     if cfg.pretrain.steps <= 0 or not cfg.pretrain.text:

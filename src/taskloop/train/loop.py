@@ -1,14 +1,12 @@
 """The supervised fine-tuning loop behind ``taskloop train`` (and ``pretrain``).
 
-Reads top to bottom: data (read → clean → split → augment → pairs → token ids), model
-(fine-tune a named model or build one from scratch), then the loop itself — multi-task
-micro-batches, token-level cross-entropy (or distillation), gradient accumulation,
-mixed precision, periodic evaluation on the task metrics with early stopping and the
-curriculum's pacing, checkpoints with exact resume — and finally the best model saved
-and logged to the registry.
-
-One process on a CPU or a GPU runs plain PyTorch; under ``accelerate launch`` (several
-GPUs, DeepSpeed) the same loop runs through ``accelerate.Accelerator``.
+Reads top to bottom: the records it reports, the forward pass (token-level
+cross-entropy, or distillation), the loop itself — multi-task micro-batches, gradient
+accumulation, mixed precision, periodic evaluation on the task metrics with early
+stopping and the curriculum's pacing, checkpoints with exact resume — and the entry
+points: :func:`train` (data and model from :mod:`taskloop.train.prepare`, device and
+optimizer from :mod:`taskloop.train.runtime`), which ends with the best model saved and
+logged to the registry, and :func:`fit_pairs` for short in-memory fine-tunes.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,14 +23,12 @@ from typing import Any
 import numpy as np
 
 from taskloop.data.pairs import Pair, by_task, to_pairs
-from taskloop.data.records import Example
 from taskloop.log import step as log_step
 from taskloop.train import checkpoint as ckpt_io
 from taskloop.train.batching import (
     Encoded,
     TaskStream,
     collate,
-    encode,
     pick_task,
     task_probabilities,
 )
@@ -48,6 +42,15 @@ from taskloop.train.evaluation import (
     overall,
 )
 from taskloop.train.losses import shift_for_causal, token_cross_entropy
+from taskloop.train.prepare import (
+    DataSummary,
+    augment_examples,
+    build_or_load,
+    encode_tasks,
+    load_for_training,
+    prepare_examples,
+)
+from taskloop.train.runtime import Runtime, lr_factor, make_optimizer, make_runtime, seed_everything
 
 logger = logging.getLogger("taskloop.train")
 
@@ -79,19 +82,6 @@ class EvalLog:
 
 
 @dataclass
-class DataSummary:
-    examples: int = 0
-    bad_rows: int = 0
-    cleaned_away: int = 0
-    clean: dict[str, Any] = field(default_factory=dict)
-    augmented: dict[str, Any] = field(default_factory=dict)
-    train_pairs: dict[str, int] = field(default_factory=dict)
-    eval_pairs: dict[str, int] = field(default_factory=dict)
-    truncated: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
 class TrainResult:
     out_dir: Path
     model_dir: Path  # the best model (or the last, without evaluation)
@@ -113,297 +103,6 @@ class TrainResult:
         out = asdict(self)
         out["out_dir"], out["model_dir"] = str(self.out_dir), str(self.model_dir)
         return out
-
-
-# ------------------------------------------------------------------------------- data
-
-
-@dataclass
-class Prepared:
-    train: list[Pair]
-    eval: list[Pair]
-    summary: DataSummary
-    examples: list[Example]
-
-
-def split_eval(
-    examples: list[Example], fraction: float, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """A deterministic held-out share of each task's examples (at least one when possible)."""
-    rng = random.Random(seed)
-    train: list[Example] = []
-    held: list[Example] = []
-    groups: dict[str, list[Example]] = {}
-    for ex in examples:
-        groups.setdefault(ex.task, []).append(ex)
-    for group in groups.values():
-        order = list(range(len(group)))
-        rng.shuffle(order)
-        n_eval = min(len(group) - 1, max(1, round(len(group) * fraction))) if fraction else 0
-        chosen = set(order[:n_eval])
-        for i, ex in enumerate(group):
-            (held if i in chosen else train).append(ex)
-    return train, held
-
-
-def read_examples(cfg: TrainConfig, paths: Sequence[str], summary: DataSummary) -> list[Example]:
-    from taskloop.train.inputs import read_inputs
-
-    inputs = read_inputs(paths, tasks=cfg.data.tasks)
-    summary.bad_rows += len(inputs.errors)
-    summary.warnings.extend(inputs.warnings)
-    for err in inputs.errors[:20]:
-        logger.warning("skipped row %s", err)
-    if len(inputs.errors) > 20:
-        logger.warning("... and %d more bad rows", len(inputs.errors) - 20)
-    return inputs.examples
-
-
-def prepare_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], DataSummary]:
-    """Read, clean and split: (train examples, eval examples, summary)."""
-    if not cfg.data.train:
-        raise TrainConfigError(
-            "data.train is empty: nothing to train on",
-            hint="set data.train to task archives, folders or JSONL files",
-        )
-    summary = DataSummary()
-    with log_step("train.read", inputs=len(cfg.data.train)) as info:
-        examples = read_examples(cfg, cfg.data.train, summary)
-        held = read_examples(cfg, cfg.data.eval, summary) if cfg.data.eval else []
-        info.update(examples=len(examples), eval=len(held))
-    summary.examples = len(examples)
-    if cfg.data.clean.enabled:
-        from taskloop.data.cleaning import clean_labels
-
-        c = cfg.data.clean
-        report = clean_labels(
-            examples, rules=c.rules, near_duplicate_threshold=c.near_duplicate_threshold,
-            length_ratio=c.length_ratio, warn_share=c.warn_share, target_lang=cfg.data.target_lang,
-        )  # fmt: skip
-        examples = list(report.kept)
-        summary.cleaned_away = len(report.removed)
-        summary.clean = report.to_dict()
-        summary.warnings.extend(report.warnings)
-        logger.info("cleaning: %s", report.summary())
-    if not examples:
-        raise TrainDataError(
-            "no training examples left"
-            + (f" ({summary.bad_rows} bad rows, {summary.cleaned_away} cleaned away)"),
-            hint="check data.train and data.tasks; `taskloop run` shows what each row lacks",
-        )
-    if not held:
-        examples, held = split_eval(examples, cfg.data.eval_fraction, cfg.run.seed)
-    return examples, held, summary
-
-
-def augment_examples(
-    cfg: TrainConfig, examples: list[Example], summary: DataSummary
-) -> list[Example]:
-    aug = cfg.data.augment
-    if aug.ratio <= 0:
-        return examples
-    from taskloop.data.augment import data_augmentation, load_dictionary
-    from taskloop.models.generate import GenerationSettings
-    from taskloop.models.loader import ModelSpec, load_model
-
-    def model(name: str | None) -> Any:
-        return load_model(ModelSpec(name, kind="seq2seq", device=cfg.run.device)) if name else None
-
-    report = data_augmentation(
-        examples, ratio=aug.ratio, methods=aug.methods,
-        dictionary=load_dictionary(aug.dictionary) if aug.dictionary else None,
-        back_translation_model=model(aug.back_translation_model),
-        paraphrase_model=model(aug.paraphrase_model), seed=cfg.run.seed,
-        synonyms=load_dictionary(aug.synonyms) if aug.synonyms else None,
-        paraphrase_settings=GenerationSettings(max_new_tokens=256, prefix=aug.paraphrase_prefix),
-    )  # fmt: skip
-    summary.augmented = report.to_dict()
-    return [*examples, *report.added]
-
-
-# ------------------------------------------------------------------------------ model
-
-
-def load_for_training(name: str, kind: str = "auto") -> tuple[Any, Any, str]:
-    """(model, tokenizer, kind) from a folder, hub cache or registry URI, in float32."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from taskloop.models.loader import ModelSpec, resolve
-
-    path = resolve(ModelSpec(name))
-    config = AutoConfig.from_pretrained(path)
-    if kind == "auto":
-        kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
-    cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = cls.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, kind
-
-
-def build_or_load(cfg: TrainConfig, examples: Sequence[Example], out: Path) -> tuple[Any, Any, str]:
-    if cfg.model.name is not None:
-        return load_for_training(cfg.model.name, cfg.model.kind)
-    from taskloop.train.scratch import build_from_scratch
-
-    assert cfg.model.init is not None
-    init_dir = out / "init"
-    if not (init_dir / "config.json").is_file():
-        texts = [t for p in to_pairs(examples) for t in (p.source, p.target)]
-        with log_step("train.build_model", arch=cfg.model.init.arch, texts=len(texts)):
-            build_from_scratch(cfg.model.init, texts, init_dir)
-    kind = "causal" if cfg.model.init.arch == "gpt2" else "seq2seq"
-    return load_for_training(str(init_dir), kind)
-
-
-def encode_tasks(
-    pairs: Sequence[Pair], tokenizer: Any, kind: str, cfg: TrainConfig
-) -> tuple[list[Encoded], int]:
-    encoded, cut = [], 0
-    for task, group in by_task(pairs).items():
-        src, tgt, n = encode(
-            group, tokenizer, kind=kind,
-            max_source=cfg.data.max_source_tokens, max_target=cfg.data.max_target_tokens,
-        )  # fmt: skip
-        cut += n
-        encoded.append(Encoded(task, src, tgt))
-    return encoded, cut
-
-
-# ---------------------------------------------------------------------------- runtime
-
-
-@dataclass
-class Runtime:
-    """Device, precision and (optionally) the Accelerator everything runs through."""
-
-    device: Any
-    autocast_dtype: Any  # None: full precision
-    accelerator: Any = None
-    scaler: Any = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.accelerator is None or self.accelerator.is_main_process
-
-    @property
-    def world(self) -> tuple[int, int]:
-        if self.accelerator is None:
-            return 0, 1
-        return self.accelerator.process_index, self.accelerator.num_processes
-
-    def autocast(self) -> Any:
-        import contextlib
-
-        import torch
-
-        if self.accelerator is not None:
-            return self.accelerator.autocast()
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    def main_first(self) -> Any:
-        """A block the main process runs before the others (no-op in one process)."""
-        import contextlib
-
-        if self.accelerator is None:
-            return contextlib.nullcontext()
-        return self.accelerator.main_process_first()
-
-    def backward(self, loss: Any) -> None:
-        if self.accelerator is not None:
-            self.accelerator.backward(loss)
-        elif self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-
-
-def make_runtime(cfg: TrainConfig) -> Runtime:
-    import torch
-
-    from taskloop.models.loader import pick_device
-
-    device = torch.device(pick_device(cfg.run.device))
-    precision = cfg.run.precision
-    if precision == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        precision = "bf16" if cuda_bf16 else "fp32"
-    if precision == "fp16" and device.type == "cpu":
-        raise TrainConfigError("run.precision fp16 needs a GPU", hint="use bf16 or fp32 on the CPU")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    launched = (
-        int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
-    )
-    use_acc = cfg.run.accelerate == "on" or (cfg.run.accelerate == "auto" and launched)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if use_acc:
-        from accelerate import Accelerator
-
-        acc = Accelerator(
-            mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
-            cpu=device.type == "cpu",
-        )
-        plugin = getattr(acc.state, "deepspeed_plugin", None)
-        if plugin is not None:
-            # No dataloader goes through prepare(): DeepSpeed must be told a micro-batch size
-            # (batches here are token-budgeted; the value only sizes DeepSpeed's bookkeeping).
-            ds = plugin.deepspeed_config
-            if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
-                ds["train_micro_batch_size_per_gpu"] = cfg.batch.size
-        return Runtime(acc.device, dtype, accelerator=acc)
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    return Runtime(device, dtype, scaler=scaler)
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def lr_factor(step: int, progress: float, *, warmup: int, schedule: str) -> float:
-    """Multiplier of the base learning rate: linear warm-up, then the schedule.
-
-    ``progress`` in [0, 1] is the share of the run done (steps or time budget, whichever
-    is further along), so a time-budgeted run still decays to zero at its end.
-    """
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    if schedule == "inverse_sqrt":
-        return math.sqrt(max(warmup, 1) / max(step, 1))
-    progress = min(max(progress, 0.0), 1.0)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return max(0.0, 1.0 - progress)
-
-
-def make_optimizer(model: Any, cfg: TrainConfig, device: Any, lr: float | None = None) -> Any:
-    """AdamW with no weight decay on biases and norms (fused kernels on CUDA)."""
-    import torch
-
-    decay: list[Any] = []
-    no_decay: list[Any] = []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(
-        groups, lr=lr or cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
-        fused=device.type == "cuda",
-    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------ forward pass

@@ -157,7 +157,8 @@ def domain_pretrain(
 
     A finished stage (``OUT/pretrained`` exists) is reused rather than run again.
     """
-    from taskloop.train.loop import Loop, load_for_training
+    from taskloop.train.loop import Loop
+    from taskloop.train.prepare import load_for_training
 
     done = out / "pretrained"
     if (done / "config.json").is_file():
