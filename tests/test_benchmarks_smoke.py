@@ -118,9 +118,11 @@ def test_compression_benchmark_runs(tmp_path: Path, shared_data: Path) -> None:
         "ffn pruning 30% + recovery",
     ):
         assert f"| {variant} |" in out
-    assert "| fp32 (baseline) | " in out and "| 1.00x |" in out
+    assert "| 1.00x, 1.00x |" in out  # fp32 against itself
     assert "| latency mean (ms / batch of 16) |" in out  # compression_report's table
-    again = _run_benchmark("compression.py", *args, "--eval-rows", "4", "--repeats", "1")
+    assert "| d_model | FFN | parameters | fp32 ms/batch | int8 ms/batch | fp32 / int8 |" in out
+    assert "| 64 | 256 |" in out  # the smoke run's one width
+    again = _run_benchmark("compression.py", *args, "--eval-rows", "4", "--int8-widths", "")
     assert "model: reusing" in again
 
 
