@@ -38,11 +38,11 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from machine import describe, work_dir  # benchmarks/machine.py, beside this script
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -751,19 +751,6 @@ def run_memory(work: Path, size: int, seed: int) -> list[dict[str, float]]:
 
 def machine() -> list[str]:
     return describe(("pybase64", "isal", "cryptography"))
-
-
-@contextlib.contextmanager
-def work_dir(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="blob-bench-"))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

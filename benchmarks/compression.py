@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import gzip
 import json
 import logging
 import os
@@ -58,7 +57,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from machine import (  # benchmarks/machine.py, beside this script
+    describe,
+    read_pairs,
+    write_jsonl,
+)
 
 # The benchmark never reaches a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,32 +108,6 @@ def machine() -> list[str]:
 
 
 # --- data -----------------------------------------------------------------------------------
-
-
-def read_lines(path: Path, n: int) -> list[str]:
-    out: list[str] = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if len(out) >= n:
-                break
-            out.append(line.strip())
-    return out
-
-
-def read_pairs(data_dir: Path, stem: str, n: int) -> list[tuple[str, str]]:
-    en = read_lines(data_dir / f"{stem}.en.gz", n)
-    de = read_lines(data_dir / f"{stem}.de.gz", n)
-    return [(e, d) for e, d in zip(en, de, strict=True) if e and d]
-
-
-def write_jsonl(path: Path, pairs: list[tuple[str, str]], prefix: str) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for i, (en, de) in enumerate(pairs):
-            row = {
-                "task": "translate", "id": f"{prefix}{i}", "source": en, "target": de,
-                "source_lang": "en", "target_lang": "de",
-            }  # fmt: skip
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def as_pairs(pairs: list[tuple[str, str]], file: str, model_type: str) -> list[Pair]:

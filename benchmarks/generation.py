@@ -26,19 +26,17 @@ torch's choice. The model is so small that per-step overhead, not arithmetic, do
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from machine import describe, work_dir  # benchmarks/machine.py, beside this script
 
 # The benchmark never reaches a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -247,16 +245,6 @@ def bench_encoder(texts: list[str], repeats: int) -> None:
 
 
 # --- main -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def work_dir(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="taskloop-gen-bench-") as tmp:
-        yield Path(tmp)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

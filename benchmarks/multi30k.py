@@ -19,7 +19,6 @@ training seconds, target tokens per second, steps and parameters.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -30,25 +29,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def read_lines(path: Path) -> list[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [line.rstrip("\n") for line in fh]
+def write_split(data_dir: Path, split: str, out: Path, rows: int | None) -> list[tuple[str, str]]:
+    from machine import read_pairs, write_jsonl
 
-
-def write_split(
-    data_dir: Path, split: str, out: Path, rows: int | None
-) -> tuple[list[str], list[str]]:
-    en = read_lines(data_dir / f"multi30k_{split}.en.gz")
-    de = read_lines(data_dir / f"multi30k_{split}.de.gz")
-    if len(en) != len(de):
-        raise SystemExit(f"{split}: {len(en)} English lines but {len(de)} German lines")
-    en, de = en[:rows], de[:rows]
-    with out.open("w", encoding="utf-8") as fh:
-        for i, (s, t) in enumerate(zip(en, de, strict=True)):
-            row = {"task": "translate", "id": f"{split}-{i}", "source": s, "target": t,
-                   "source_lang": "en", "target_lang": "de"}  # fmt: skip
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return en, de
+    pairs = read_pairs(data_dir, f"multi30k_{split}", rows)
+    write_jsonl(out, pairs, f"{split}-")
+    return pairs
 
 
 def main() -> int:
@@ -80,9 +66,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     write_split(data_dir, "train", work / "train.jsonl", args.rows)
     write_split(data_dir, "val", work / "val.jsonl", None)
-    test_en, test_de = write_split(
-        data_dir, "test_2016_flickr", work / "test.jsonl", args.test_rows
-    )
+    test = write_split(data_dir, "test_2016_flickr", work / "test.jsonl", args.test_rows)
+    test_en, test_de = [en for en, _ in test], [de for _, de in test]
 
     overrides = [
         f"data.train=[{work / 'train.jsonl'}]",

@@ -43,21 +43,21 @@ processes measures the neighbours, not the loop); ``--threads 0`` restores torch
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import gzip
-import json
 import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from machine import describe  # benchmarks/machine.py, beside this script
+from machine import (  # benchmarks/machine.py, beside this script
+    describe,
+    read_pairs,
+    work_dir,
+    write_jsonl,
+)
 
 # The benchmark never reaches a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,35 +98,6 @@ def machine(device: str) -> list[str]:
 
 
 # --- data -----------------------------------------------------------------------------------
-
-
-def read_lines(path: Path, n: int, skip: int = 0) -> list[str]:
-    out: list[str] = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i < skip:
-                continue
-            if len(out) >= n:
-                break
-            out.append(line.strip())
-    return out
-
-
-def read_pairs(data_dir: Path, n: int, skip: int = 0) -> list[tuple[str, str]]:
-    """``n`` (en, de) pairs from the Multi30k training file, after the first ``skip``."""
-    en = read_lines(data_dir / "multi30k_train.en.gz", n, skip)
-    de = read_lines(data_dir / "multi30k_train.de.gz", n, skip)
-    return [(e, d) for e, d in zip(en, de, strict=True) if e and d]
-
-
-def write_jsonl(path: Path, pairs: list[tuple[str, str]], prefix: str) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for i, (en, de) in enumerate(pairs):
-            row = {
-                "task": "translate", "id": f"{prefix}{i}", "source": en, "target": de,
-                "source_lang": "en", "target_lang": "de",
-            }  # fmt: skip
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def as_pairs(pairs: list[tuple[str, str]]) -> list[Pair]:
@@ -340,16 +311,6 @@ def run_hf(
 # --- main -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def work_dir(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="taskloop-train-bench-") as tmp:
-        yield Path(tmp)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Training throughput (target tokens/s) of taskloop's loop vs Hugging Face "
@@ -418,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with work_dir(args.work_dir) as work:
-        raw = read_pairs(args.data_dir, args.rows)
+        raw = read_pairs(args.data_dir, n=args.rows)
         write_jsonl(work / "train.jsonl", raw, "t")
-        write_jsonl(work / "eval.jsonl", read_pairs(args.data_dir, EVAL_ROWS, skip=25000), "e")
+        write_jsonl(work / "eval.jsonl", read_pairs(args.data_dir, n=EVAL_ROWS, skip=25000), "e")
         pairs = as_pairs(raw)
 
         init = ModelInit(

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from taskloop.config import read_yaml
 from taskloop.data.errors import DataError, first_error
 from taskloop.data.records import TASKS, TaskName
 from taskloop.errors import ExitStatus
@@ -74,19 +75,7 @@ def parse_model_overrides(values: list[str]) -> dict[TaskName, str]:
 
 def load_config(path: str | Path | None, **overrides: Any) -> RunConfig:
     """The YAML file's config (or defaults) with non-None ``overrides`` on top."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path}: not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config {path}: must be a mapping of keys to values")
-        data = loaded or {}
+    data = read_yaml(path, ConfigError) if path is not None else {}
     for key, value in overrides.items():
         if value is None:
             continue

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from taskloop.config import read_yaml
 from taskloop.train.config import (
     TrainConfig,
     load_train_config,
     merge,
     parse_overrides,
-    read_yaml,
     validate,
 )
 from taskloop.train.errors import TrainConfigError
@@ -133,18 +133,18 @@ def test_extra_dicts_merge_last() -> None:
 
 def test_yaml_file_errors(tmp_path: Path) -> None:
     with pytest.raises(TrainConfigError, match=r"missing\.yaml"):
-        read_yaml(tmp_path / "missing.yaml")
+        read_yaml(tmp_path / "missing.yaml", TrainConfigError)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
     with pytest.raises(TrainConfigError, match="not valid YAML"):
-        read_yaml(bad)
+        read_yaml(bad, TrainConfigError)
     listed = tmp_path / "list.yaml"
     listed.write_text("- a\n- b\n")
     with pytest.raises(TrainConfigError, match="mapping"):
-        read_yaml(listed)
+        read_yaml(listed, TrainConfigError)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    assert read_yaml(empty) == {}
+    assert read_yaml(empty, TrainConfigError) == {}
 
 
 def test_config_round_trips_through_its_json_dump() -> None:

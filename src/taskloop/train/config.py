@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskloop.config import read_yaml
 from taskloop.data.errors import first_error
 from taskloop.data.records import TaskName
 from taskloop.train.errors import TrainConfigError
@@ -251,22 +252,6 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TrainConfigError(f"config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise TrainConfigError(f"config {path}: not valid YAML: {exc}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise TrainConfigError(f"config {path}: must be a mapping of keys to values")
-    return loaded
-
-
 def load_train_config(
     path: str | Path | None, overrides: list[str] | None = None, **extra: Any
 ) -> TrainConfig:
@@ -275,7 +260,7 @@ def load_train_config(
     Relative data and model paths stay relative to the working directory, like every
     other path a user types.
     """
-    data = read_yaml(path) if path is not None else {}
+    data = read_yaml(path, TrainConfigError) if path is not None else {}
     # `search:` and `tune:` configure `taskloop tune`; one file serves both commands.
     for key in TUNE_KEYS:
         data.pop(key, None)

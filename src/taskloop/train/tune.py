@@ -41,10 +41,10 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taskloop.cliutil import EPILOG, handle_errors
-from taskloop.config import taskloop_home
+from taskloop.config import read_yaml, taskloop_home
 from taskloop.errors import TaskloopError
 from taskloop.train.cli import ConfigArg, Overrides, split_args
-from taskloop.train.config import TrainConfig, merge, parse_overrides, read_yaml, validate
+from taskloop.train.config import TrainConfig, merge, parse_overrides, validate
 from taskloop.train.errors import TrainConfigError, TrainError
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def plan_tune(config: str | Path | Mapping[str, Any], overrides: Sequence[str] =
     if isinstance(config, Mapping):
         data, source = dict(config), None
     else:
-        data, source = read_yaml(config), str(config)
+        data, source = read_yaml(config, TrainConfigError), str(config)
     data = merge(data, parse_overrides(list(overrides)))
     where = f"config{' ' + source if source else ''}"
     if "search" not in data:
