@@ -420,6 +420,9 @@ def test_curriculum_run_reports_competence_and_starts_restricted(
     for h in result.history:
         assert set(h.competence) == {"translate"}
         assert 0 < h.competence["translate"] <= 1
+    report = result.curriculum
+    assert report["competence"]["translate"] == result.history[-1].competence["translate"]
+    assert [e["step"] for e in report["history"]["translate"]] == [3, 6]
 
 
 def test_curriculum_off_leaves_every_row_allowed(

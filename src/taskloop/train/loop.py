@@ -98,6 +98,7 @@ class TrainResult:
     data: DataSummary
     run_id: str | None = None
     model_version: int | None = None
+    curriculum: dict[str, Any] = field(default_factory=dict)  # competence and its history
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -744,13 +745,22 @@ def finish(loop: Loop, stopped: str, summary: DataSummary) -> TrainResult:
         best_score=s.best_score, metric=cfg.eval.metric, stopped=stopped,
         train_tokens=s.tokens, train_seconds=s.elapsed,
         tokens_per_s=s.tokens / max(s.elapsed, 1e-9), final=final, history=s.history,
-        data=summary,
+        data=summary, curriculum=_curriculum_report(s.pacing),
     )  # fmt: skip
     plot = _plot_history(result, out)
     if cfg.tracking.enabled and loop.rt.is_main:
         _track(cfg, result, [p for p in (plot,) if p is not None])
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str), "utf-8")
     return result
+
+
+def _curriculum_report(pacing: dict[str, Any]) -> dict[str, Any]:
+    """Per task: the curriculum's current competence and how it moved (empty when off)."""
+    if not pacing:
+        return {}
+    from taskloop.data.curriculum import PacingState, describe
+
+    return asdict(describe({t: PacingState.from_dict(d) for t, d in pacing.items()}))
 
 
 def _plot_history(result: TrainResult, out: Path) -> Path | None:
