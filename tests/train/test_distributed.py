@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
         rows.append({"task": "translate", "id": f"r{i}", "source": text, "target": text})
     (tmp_path / "copy.jsonl").write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TASKLOOP_HOME": str(tmp_path / "home")}
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [
             torchrun, "--standalone", "--nproc_per_node", "2",
             str(Path(sys.executable).parent / "taskloop"), "train",
@@ -43,12 +44,19 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
             "eval.every_steps=3", "tracking.enabled=false", "data.clean.enabled=false",
             "run.log_every=1", "--no-progress", "--json",
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # so a hang can be ended with every worker
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)  # only the main process prints its result
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun hung; its output:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout)  # only the main process prints its result
     assert result["steps"] == 6
     assert (tmp_path / "run" / "best" / "config.json").is_file()
     # each process trained on its own half of every batch
-    firsts = [line for line in proc.stderr.splitlines() if line.startswith("step 1/6 ")]
+    firsts = [line for line in stderr.splitlines() if line.startswith("step 1/6 ")]
     assert len(firsts) == 2 and firsts[0] != firsts[1]
