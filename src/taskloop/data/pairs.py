@@ -1,17 +1,18 @@
 """Training pairs: the exact model input and the label text, built from task examples.
 
 A model is trained on the same input it will see at inference, so the prompt of each
-task is built by the task module's own function (QA's ``question: … context: …``, T5's
+task is built the way the task module builds it (QA's ``question: … context: …``, T5's
 ``summarize:`` and ``translate English to German:`` prefixes, a multi-target Marian
-model's ``>>de<<``). Examples without a label (a QA row with no answer and no
-``is_impossible``, a translation without a target, a code prompt without a completion)
-give no pair.
+model's ``>>de<<`` when its vocabulary has that token). Models that pick the language
+through tokenizer settings instead (mBART, NLLB, M2M-100 language codes) get no prefix.
+Examples without a label (a QA row with no answer and no ``is_impossible``, a
+translation without a target, a code prompt without a completion) give no pair.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from taskloop.data.records import (
@@ -33,7 +34,8 @@ class Pair:
     """One supervised example: ``source`` is the model input, ``target`` the label.
 
     ``where`` is ``file:row`` of the example it came from; ``origin`` says how it was
-    made ("data", or the augmentation that added it, such as "synonym").
+    made ("data", or the augmentation that added it, such as "synonym"). Training uses
+    ``target``; evaluation accepts ``alternatives`` too.
     """
 
     task: TaskName
@@ -42,6 +44,7 @@ class Pair:
     id: str
     where: str
     origin: str = "data"
+    alternatives: tuple[str, ...] = ()  # other correct targets (QA's further gold answers)
 
 
 def origin_of(example_id: str) -> str:
@@ -50,8 +53,17 @@ def origin_of(example_id: str) -> str:
     return m.group(1) if m else "data"
 
 
-def prompt_prefix(example: Example, model_type: str) -> str:
-    """The task prefix a model family was trained with ("" for most)."""
+def prompt_prefix(example: Example, model_type: str, vocab: Collection[str] = ()) -> str:
+    """The task prefix a model family was trained with ("" for most).
+
+    ``vocab`` (the tokenizer's tokens) tells a multi-target Marian model, which has
+    ``>>de<<``-style tokens, from a single-pair one.
+    """
+    if model_type == "marian" and isinstance(example, TranslateExample) and vocab:
+        from taskloop.tasks.translate import iso
+
+        code = f">>{iso(example.target_lang)}<<"
+        return f"{code} " if example.target_lang and code in vocab else ""
     if model_type not in T5_FAMILY:
         return ""
     if isinstance(example, SummarizeExample):
@@ -65,18 +77,20 @@ def prompt_prefix(example: Example, model_type: str) -> str:
 
 
 def example_to_pairs(
-    example: Example, *, kind: str = "seq2seq", model_type: str = ""
+    example: Example, *, kind: str = "seq2seq", model_type: str = "", vocab: Collection[str] = ()
 ) -> list[Pair]:
     """The pairs one example gives: one per reference (summaries), none without a label.
 
     Args:
         kind: "seq2seq" or "causal" (a causal QA prompt ends with an ``answer:`` cue).
         model_type: the model config's ``model_type`` (``t5`` adds task prefixes).
+        vocab: the tokenizer's tokens (a multi-target Marian model's ``>>de<<``).
     """
     from taskloop.tasks.qa import prompt_for
 
     where = str(example.where)
-    prefix = prompt_prefix(example, model_type)
+    prefix = prompt_prefix(example, model_type, vocab)
+    alternatives: tuple[str, ...] = ()
     targets: list[str]
     if isinstance(example, TranslateExample):
         source, targets = example.source, [example.target] if example.target else []
@@ -86,6 +100,8 @@ def example_to_pairs(
         source = prompt_for(example.question, example.context, kind)
         if example.answers:
             targets = [example.answers[0]]
+            first = example.answers[0]
+            alternatives = tuple(dict.fromkeys(a for a in example.answers[1:] if a and a != first))
         elif example.is_impossible:
             targets = [NO_ANSWER]
         else:
@@ -95,17 +111,33 @@ def example_to_pairs(
     else:  # pragma: no cover - Example is a closed union
         raise TypeError(f"not a task example: {type(example).__name__}")
     return [
-        Pair(example.task, prefix + source, target, example.id, where, origin_of(example.id))
+        Pair(
+            example.task,
+            prefix + source,
+            target,
+            example.id,
+            where,
+            origin_of(example.id),
+            alternatives,
+        )
         for target in targets
         if target is not None
     ]
 
 
 def to_pairs(
-    examples: Iterable[Example], *, kind: str = "seq2seq", model_type: str = ""
+    examples: Iterable[Example],
+    *,
+    kind: str = "seq2seq",
+    model_type: str = "",
+    vocab: Collection[str] = (),
 ) -> list[Pair]:
     """Every labelled example as training pairs (see :func:`example_to_pairs`)."""
-    return [p for ex in examples for p in example_to_pairs(ex, kind=kind, model_type=model_type)]
+    return [
+        p
+        for ex in examples
+        for p in example_to_pairs(ex, kind=kind, model_type=model_type, vocab=vocab)
+    ]
 
 
 def by_task(pairs: Sequence[Pair]) -> dict[TaskName, list[Pair]]:

@@ -4,7 +4,8 @@ Layout of ``OUT/checkpoints/step-000120/``::
 
     checkpoint.json    format_version, step, config, metrics, stream/pacing state
     model/             save_pretrained model + tokenizer (loadable by any HF tool)
-    trainer.pt         optimizer, scheduler, grad scaler, torch/numpy RNG states
+    trainer.pt         optimizer, grad scaler, torch (and CUDA) RNG states, loop counters,
+                       curriculum difficulties
 
 ``checkpoint.json`` carries ``format_version``. Reading an older version applies the
 registered migrations in order (``MIGRATIONS[v]`` turns version v into v+1), so a

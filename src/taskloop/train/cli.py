@@ -163,10 +163,11 @@ def pretrain_command(
     """
     from taskloop.train.config import load_train_config
     from taskloop.train.errors import TrainConfigError
-    from taskloop.train.prepare import build_or_load
+    from taskloop.train.prepare import build_or_load, quiet_transformers
     from taskloop.train.pretrain import domain_pretrain
     from taskloop.train.runtime import make_runtime, seed_everything
 
+    quiet_transformers()
     cfg = load_train_config(*split_args(config, overrides))
     if cfg.pretrain.steps <= 0 or not cfg.pretrain.text:
         raise TrainConfigError(

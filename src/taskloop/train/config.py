@@ -97,8 +97,10 @@ class DataSection(_Section):
     sampling_temperature: float = Field(
         1.0, gt=0, description="task sampling ∝ size^(1/T): 1 = proportional, large = uniform"
     )
-    source_lang: str | None = None
-    target_lang: str | None = None
+    target_lang: str | None = Field(
+        None, description="language targets must be in (cleaning's wrong_language rule)"
+    )
+    key_file: str | None = Field(None, description="key for encrypted input blobs")
 
 
 class CurriculumSection(_Section):
@@ -138,7 +140,6 @@ class RunSection(_Section):
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
-    compile: bool = False
     accelerate: Literal["auto", "on", "off"] = Field(
         "auto", description="use Accelerate (auto: when started by `accelerate launch`)"
     )
@@ -153,7 +154,9 @@ class RunSection(_Section):
 
 class EvalSection(_Section):
     every_steps: int | None = Field(200, ge=1, description="null: at the end only")
-    metric: str = Field("auto", description="auto (per task: bleu, rougeL, f1, chrf) or loss")
+    metric: Literal["auto", "loss"] = Field(
+        "auto", description="auto (per task: bleu, rougeL, f1, chrf) or loss"
+    )
     num_beams: int = Field(1, ge=1)
     final_num_beams: int | None = Field(None, ge=1, description="beams for the final eval")
     max_new_tokens: int = Field(64, ge=1)
@@ -210,6 +213,15 @@ class TrainConfig(_Section):
     distill: DistillSection = Field(default_factory=DistillSection)
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+
+    @model_validator(mode="after")
+    def _stops(self) -> TrainConfig:
+        r = self.run
+        if r.max_steps is None and r.epochs is None and r.time_budget_s is None:
+            raise ValueError(
+                "run: set run.max_steps, run.epochs or run.time_budget_s, or training never ends"
+            )
+        return self
 
 
 TUNE_KEYS = ("search", "tune")

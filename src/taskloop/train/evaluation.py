@@ -39,7 +39,8 @@ def eval_items(pairs: Sequence[Pair], limit: int | None = None) -> list[EvalItem
         if limit is not None and per_task.get(task, 0) >= limit:
             continue
         per_task[task] = per_task.get(task, 0) + 1
-        items.append(EvalItem(task, group[0].source, tuple(p.target for p in group)))
+        refs = dict.fromkeys(r for p in group for r in (p.target, *p.alternatives))
+        items.append(EvalItem(task, group[0].source, tuple(refs)))
     return items
 
 

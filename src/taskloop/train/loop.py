@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from taskloop.data.pairs import Pair, by_task, to_pairs
+from taskloop.errors import TaskloopError
 from taskloop.log import step as log_step
 from taskloop.train import checkpoint as ckpt_io
 from taskloop.train.batching import (
@@ -33,7 +34,7 @@ from taskloop.train.batching import (
     task_probabilities,
 )
 from taskloop.train.config import TrainConfig
-from taskloop.train.errors import CheckpointError, TrainConfigError, TrainDataError
+from taskloop.train.errors import CheckpointError, TrainDataError
 from taskloop.train.evaluation import (
     PRIMARY,
     EvalItem,
@@ -49,10 +50,14 @@ from taskloop.train.prepare import (
     encode_tasks,
     load_for_training,
     prepare_examples,
+    quiet_transformers,
 )
 from taskloop.train.runtime import Runtime, lr_factor, make_optimizer, make_runtime, seed_everything
 
 logger = logging.getLogger("taskloop.train")
+
+# (student model, batch on the device, task of the batch) → the batch's loss
+Distill = Callable[[Any, dict[str, Any], str], Any]
 
 
 # ----------------------------------------------------------------------------- records
@@ -115,8 +120,9 @@ def forward_loss(
     *,
     kind: str,
     label_smoothing: float,
-    distill: Callable[[Any, dict[str, Any]], Any] | None = None,
+    distill: Distill | None = None,
     tokens: int | None = None,
+    task: str = "",
 ) -> tuple[Any, int]:
     """(mean token loss, target tokens) for one batch already on the device.
 
@@ -126,7 +132,7 @@ def forward_loss(
     if tokens is None:
         tokens = int((labels != -100).sum())
     if distill is not None:
-        return distill(model, batch), tokens
+        return distill(model, batch, task), tokens
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if kind == "causal":
         position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
@@ -151,15 +157,16 @@ def eval_loss(
     pad_id: int,
     start_id: int | None,
     tokens_per_batch: int,
-) -> float:
-    """Mean token cross-entropy (no smoothing) over every held-out pair."""
+) -> tuple[float, dict[str, float]]:
+    """Mean token cross-entropy (no smoothing) over every held-out pair, and per task."""
     import torch
 
-    total, count = 0.0, 0
+    sums: dict[str, list[float]] = {}  # task → [loss sum, tokens]
     was_training = model.training
     model.eval()
     try:
         for enc in encoded:
+            acc = sums.setdefault(enc.task, [0.0, 0.0])
             stream = TaskStream(enc, 0, 0, tokens_per_batch, 64, True)
             for rows in stream.plan():
                 batch = to_device(
@@ -168,11 +175,12 @@ def eval_loss(
                 )
                 with torch.no_grad(), rt.autocast():
                     loss, n = forward_loss(model, batch, kind=kind, label_smoothing=0.0)
-                total += float(loss) * n
-                count += n
+                acc[0] += float(loss) * n
+                acc[1] += n
     finally:
         model.train(was_training)
-    return total / max(count, 1)
+    total = sum(a[0] for a in sums.values()) / max(sum(a[1] for a in sums.values()), 1)
+    return total, {task: a[0] / max(a[1], 1) for task, a in sums.items()}
 
 
 def pair_losses(
@@ -256,7 +264,7 @@ class Loop:
     total: int | None = None
     lr: float = 0.0
     max_steps: int | None = None
-    distill: Callable[[Any, dict[str, Any]], Any] | None = None
+    distill: Distill | None = None
     difficulties: dict[str, np.ndarray] = field(default_factory=dict)
     train_pairs: dict[str, list[Pair]] = field(default_factory=dict)
     on_step: Callable[[StepLog], None] | None = None
@@ -322,12 +330,17 @@ class Loop:
             stream.restrict(curriculum_learning(self.difficulties[enc.task], competence))
 
     def _pace(self, log: EvalLog) -> None:
+        """Move each task's competence by its validation metric (its loss with eval.metric loss)."""
         from taskloop.data.curriculum import Pacing, PacingState, curriculum_learning, update_pacing
 
         cur = self.cfg.curriculum
-        pacing = Pacing(start=cur.start, step=cur.step, backoff=cur.backoff)
+        by_loss = self.cfg.eval.metric == "loss"
+        pacing = Pacing(
+            start=cur.start, step=cur.step, backoff=cur.backoff, higher_is_better=not by_loss
+        )
         for enc, stream in zip(self.train_enc, self.streams, strict=True):
-            metric = log.tasks.get(enc.task, {}).get(PRIMARY.get(enc.task, ""))
+            name = "loss" if by_loss else PRIMARY.get(enc.task, "")
+            metric = log.tasks.get(enc.task, {}).get(name)
             if metric is None:
                 continue
             state = update_pacing(
@@ -426,7 +439,7 @@ class Loop:
         pad = self.tokenizer.pad_token_id
         start = getattr(model.config, "decoder_start_token_id", None)
         with log_step("train.eval", step=self.state.step) as info:
-            loss = eval_loss(
+            loss, task_loss = eval_loss(
                 self.model, self.eval_enc, self.rt, kind=self.kind, pad_id=pad, start_id=start,
                 tokens_per_batch=max(cfg.batch.tokens or 4096, 4096),
             )  # fmt: skip
@@ -442,8 +455,8 @@ class Loop:
                     )  # fmt: skip
             score = -loss if cfg.eval.metric == "loss" or not tasks else overall(tasks)
             info.update(loss=round(loss, 4), score=round(score, 3))
-        for values in tasks.values():
-            values["loss"] = loss
+        for task, value in task_loss.items():
+            tasks.setdefault(task, {})["loss"] = value
         return EvalLog(self.state.step, loss, score, tasks)
 
     def after_eval(self, log: EvalLog) -> bool:
@@ -520,7 +533,7 @@ class Loop:
                 with rt.autocast():
                     loss, _ = forward_loss(
                         model, batch, kind=self.kind, label_smoothing=cfg.optim.label_smoothing,
-                        distill=self.distill, tokens=n,
+                        distill=self.distill, tokens=n, task=self.train_enc[task].task,
                     )  # fmt: skip
                 rt.backward(loss / accum)
                 # kept on the device: reading it every step would wait for the GPU
@@ -576,31 +589,47 @@ class Loop:
 
 
 def _distiller(
-    cfg: TrainConfig, student_tok: Any, kind: str, rt: Runtime
-) -> Callable[[Any, dict[str, Any]], Any] | None:
+    cfg: TrainConfig, student_tok: Any, kind: str, rt: Runtime, tasks: Sequence[str]
+) -> Distill | None:
+    """The distillation loss from the configured teachers, or None when there are none.
+
+    Raises:
+        DistillError: tokenizers or kinds differ, or a task has no teacher (before training).
+    """
     if not cfg.distill.teachers:
         return None
     from taskloop.models.distill import check_compatible, knowledge_distillation
+    from taskloop.models.errors import ModelKindError
+    from taskloop.train.errors import DistillError
 
+    untaught = [
+        t for t in tasks if t not in cfg.distill.teachers and "*" not in cfg.distill.teachers
+    ]
+    if untaught:
+        raise DistillError(
+            f"no teacher for task {', '.join(untaught)}: distill.teachers names "
+            f"{', '.join(cfg.distill.teachers)}",
+            hint='add a teacher for each task, or a general one under "*"',
+        )
     teachers: dict[str, Any] = {}
     toks: dict[str, Any] = {}
     for task, name in cfg.distill.teachers.items():
-        model, tok, t_kind = load_for_training(name, kind)
-        if t_kind != kind:
-            raise TrainConfigError(f"teacher {task!r} ({name}) is {t_kind}, the student {kind}")
+        try:
+            model, tok, _ = load_for_training(name, kind)
+        except ModelKindError as exc:
+            raise DistillError(f"teacher {task!r}: {exc.message}", hint=exc.hint) from None
         teachers[task] = model.to(rt.device).eval()
         toks[task] = tok
     check_compatible(student_tok, toks)
-    current_task: list[str] = []
 
-    def loss(model: Any, batch: dict[str, Any]) -> Any:
+    def loss(model: Any, batch: dict[str, Any], task: str) -> Any:
         out = knowledge_distillation(
-            model, teachers, current_task * int(batch["input_ids"].shape[0]), batch,
+            model, teachers, [task] * int(batch["input_ids"].shape[0]), batch,
             temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
+            label_smoothing=cfg.optim.label_smoothing,
         )  # fmt: skip
         return out.loss
 
-    loss.current_task = current_task  # type: ignore[attr-defined]
     return loss
 
 
@@ -622,10 +651,7 @@ def train(
     Raises:
         TrainConfigError, TrainDataError, CheckpointError, ModelError.
     """
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    quiet_transformers()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.run.seed)
@@ -648,8 +674,9 @@ def train(
 
             model = domain_pretrain(cfg, model, tokenizer, kind, rt, out, on_step=on_step)
     model_type = getattr(model.config, "model_type", "")
-    train_pairs = to_pairs(train_ex, kind=kind, model_type=model_type)
-    eval_pairs = to_pairs(eval_ex, kind=kind, model_type=model_type)
+    vocab = set(tokenizer.get_vocab()) if model_type == "marian" else set()
+    train_pairs = to_pairs(train_ex, kind=kind, model_type=model_type, vocab=vocab)
+    eval_pairs = to_pairs(eval_ex, kind=kind, model_type=model_type, vocab=vocab)
     if not train_pairs:
         raise TrainDataError(
             f"none of the {len(train_ex)} training examples has a label to learn from",
@@ -664,15 +691,13 @@ def train(
         summary.warnings.append(
             f"{cut} training pairs were cut to data.max_source_tokens/max_target_tokens"
         )
-    distill = _distiller(cfg, tokenizer, kind, rt)
+    distill = _distiller(cfg, tokenizer, kind, rt, [e.task for e in train_enc])
     loop = Loop(
         cfg, out, model, tokenizer, kind, rt, train_enc, eval_enc,
         eval_items(eval_pairs, cfg.data.eval_max_items), distill=distill,
         train_pairs={str(t): p for t, p in by_task(train_pairs).items()},
         on_step=on_step, on_eval=on_eval, meta={"data": asdict(summary)},
     )  # fmt: skip
-    if distill is not None:
-        _bind_task(loop, distill)
     if resume_from is not None:
         loop.restore(resume_from)
         logger.info("resumed from %s (step %d)", resume_from.path, loop.state.step)
@@ -680,21 +705,6 @@ def train(
         stopped = loop.run()
         info.update(steps=loop.state.step, tokens=loop.state.tokens, stopped=stopped)
     return finish(loop, stopped, summary)
-
-
-def _bind_task(loop: Loop, distill: Any) -> None:
-    """Tell the distillation loss which task each micro-batch belongs to."""
-    current: list[str] = distill.current_task
-    for stream in loop.streams:
-        original = stream.next
-
-        def tagged(
-            stream: TaskStream = stream, original: Callable[[], np.ndarray] = original
-        ) -> np.ndarray:
-            current[:] = [stream.data.task]
-            return original()
-
-        stream.next = tagged  # type: ignore[method-assign]
 
 
 def _resume_point(out: Path, resume: bool | str) -> ckpt_io.Checkpoint | None:
@@ -712,19 +722,25 @@ def _resume_point(out: Path, resume: bool | str) -> ckpt_io.Checkpoint | None:
 
 
 def finish(loop: Loop, stopped: str, summary: DataSummary) -> TrainResult:
-    """Final evaluation, the best model in place, the summary written, the run logged."""
+    """Final evaluation, the best model in place, the summary written, the run logged.
+
+    With several processes only the main one writes files and logs the run.
+    """
     cfg, s, out = loop.cfg, loop.state, loop.out
+    main = loop.rt.is_main
     if loop.evaluate and (not s.history or s.history[-1].step != s.step):
         loop.after_eval(loop.run_eval())
-    if loop.save_checkpoints:
+    if loop.save_checkpoints and cfg.checkpoint.every_steps is not None:
         loop.save_checkpoint()
     best = out / "best"
-    if not (best / "config.json").is_file():
+    if main and not (best / "config.json").is_file():
         loop._unwrapped().save_pretrained(best)
         loop.tokenizer.save_pretrained(best)
+    if loop.rt.accelerator is not None:
+        loop.rt.accelerator.wait_for_everyone()
     final: dict[str, dict[str, float]] = {}
     beams = cfg.eval.final_num_beams
-    if loop.evaluate and beams and beams != cfg.eval.num_beams and loop.eval_items:
+    if main and loop.evaluate and beams and beams != cfg.eval.num_beams and loop.eval_items:
         best_model, _, _ = load_for_training(str(best), loop.kind)
         best_model.to(loop.rt.device)
         final, _ = evaluate_generation(
@@ -736,10 +752,6 @@ def finish(loop: Loop, stopped: str, summary: DataSummary) -> TrainResult:
     elif s.history:
         best_log = next((h for h in s.history if h.step == s.best_step), s.history[-1])
         final = best_log.tasks
-    (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), "utf-8")
-    (best / "taskloop_config.json").write_text(
-        json.dumps(cfg.model_dump(mode="json"), indent=2), "utf-8"
-    )
     result = TrainResult(
         out_dir=out, model_dir=best, steps=s.step, best_step=s.best_step,
         best_score=s.best_score, metric=cfg.eval.metric, stopped=stopped,
@@ -747,10 +759,26 @@ def finish(loop: Loop, stopped: str, summary: DataSummary) -> TrainResult:
         tokens_per_s=s.tokens / max(s.elapsed, 1e-9), final=final, history=s.history,
         data=summary, curriculum=_curriculum_report(s.pacing),
     )  # fmt: skip
+    if not main:
+        return result
+    resolved = json.dumps(cfg.model_dump(mode="json"), indent=2)
+    (out / "config.json").write_text(resolved, "utf-8")
+    (best / "taskloop_config.json").write_text(resolved, "utf-8")
     plot = _plot_history(result, out)
-    if cfg.tracking.enabled and loop.rt.is_main:
-        _track(cfg, result, [p for p in (plot,) if p is not None])
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str), "utf-8")
+
+    def write_result() -> None:
+        text = json.dumps(result.to_dict(), indent=2, default=str)
+        (out / "result.json").write_text(text, "utf-8")
+
+    write_result()  # before tracking: an unreachable server must not cost the summary
+    if cfg.tracking.enabled:
+        try:
+            _track(cfg, result, [p for p in (plot,) if p is not None])
+        except TaskloopError as exc:
+            note = f"the run was not logged to the registry: {exc.message}"
+            logger.warning(note)
+            summary.warnings.append(note + (f" ({exc.hint})" if exc.hint else ""))
+        write_result()
     return result
 
 

@@ -62,7 +62,7 @@ def split_eval(
 def read_examples(cfg: TrainConfig, paths: Sequence[str], summary: DataSummary) -> list[Example]:
     from taskloop.train.inputs import read_inputs
 
-    inputs = read_inputs(paths, tasks=cfg.data.tasks)
+    inputs = read_inputs(paths, tasks=cfg.data.tasks, key_file=cfg.data.key_file)
     summary.bad_rows += len(inputs.errors)
     summary.warnings.extend(inputs.warnings)
     for err in inputs.errors[:20]:
@@ -137,18 +137,49 @@ def augment_examples(
 # ------------------------------------------------------------------------------ model
 
 
+def quiet_transformers() -> None:
+    """No download/loading progress bars or advice lines from transformers in our output."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
 def load_for_training(name: str, kind: str = "auto") -> tuple[Any, Any, str]:
-    """(model, tokenizer, kind) from a folder, hub cache or registry URI, in float32."""
+    """(model, tokenizer, kind) from a folder, hub cache or registry URI, in float32.
+
+    ``kind`` "auto" reads the config (encoder-decoder → seq2seq, else causal).
+
+    Raises:
+        ModelNotFoundError: the name resolves to nothing on this machine.
+        ModelKindError: the model cannot be loaded as ``kind``.
+    """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    from taskloop.models.errors import ModelKindError
     from taskloop.models.loader import ModelSpec, resolve
 
     path = resolve(ModelSpec(name))
     config = AutoConfig.from_pretrained(path)
+    actual = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
     if kind == "auto":
-        kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+        kind = actual
+    elif kind != actual:
+        raise ModelKindError(
+            f"model {name!r} ({config.model_type}) is a {actual} model, not {kind}",
+            hint=f"set model.kind to auto or {actual}, or pick a {kind} model",
+        )
     cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = cls.from_pretrained(path)
+    try:
+        # float32 master weights whatever the checkpoint was saved in; autocast does the rest
+        model = cls.from_pretrained(path, dtype=torch.float32)
+    except ValueError as exc:
+        raise ModelKindError(
+            f"model {name!r} ({config.model_type}) cannot be trained as {kind}: "
+            f"{str(exc).splitlines()[0]}",
+            hint="pick a seq2seq or causal language model",
+        ) from None
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
