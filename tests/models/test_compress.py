@@ -17,6 +17,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from taskloop.data.pairs import Pair
 from taskloop.models.compress import (
+    GenKind,
+    Importance,
     compression_report,
     count_params,
     disk_size,
@@ -59,7 +61,8 @@ def _logits(model: Any, tok: Any, kind: str) -> torch.Tensor:
     enc = tok(["The model runs on a single GPU", "A dog"], padding=True, return_tensors="pt")
     extra = {"labels": torch.tensor([[5, 6, 7], [8, 9, 1]])} if kind == "seq2seq" else {}
     with torch.no_grad():
-        return model(**enc, **extra).logits.float()
+        logits: torch.Tensor = model(**enc, **extra).logits.float()
+    return logits
 
 
 # --- unstructured pruning on hand-built layers ---------------------------------------
@@ -144,7 +147,7 @@ def _kill_neurons(model: Any, kind: str, dead: list[int]) -> None:
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
 @pytest.mark.parametrize("importance", ["magnitude", "activation"])
 def test_ffn_pruning_removes_dead_neurons_and_round_trips(
-    tiny: dict[str, Path], tmp_path: Path, kind: str, importance: str
+    tiny: dict[str, Path], tmp_path: Path, kind: GenKind, importance: Importance
 ) -> None:
     """T5 d_ff = 128 (width 64), GPT-2 n_inner = 4·32 = 128; a quarter (32) of the neurons,
     every 4th, are dead. Pruning 0.25 must remove exactly those, shrink each FFN to 96 and
@@ -265,7 +268,7 @@ class _no_warnings:
         self.ctx.__enter__()
         warnings.simplefilter("error")
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.ctx.__exit__(*exc)
 
 
@@ -302,7 +305,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 @pytest.mark.parametrize("mode", ["fp16", "bf16"])
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
-def test_half_precision_on_gpu_matches_fp32(tiny: dict[str, Path], mode: str, kind: str) -> None:
+def test_half_precision_on_gpu_matches_fp32(
+    tiny: dict[str, Path], mode: str, kind: GenKind
+) -> None:
     """fp16/bf16 on CUDA: logits close to the CPU fp32 ones (cosine > 0.99), generation
     runs, and the report compares the CPU fp32 model with the GPU one."""
     model, tok = _load(tiny[kind], kind)
@@ -342,18 +347,27 @@ def test_gradient_pruning_on_gpu(tiny: dict[str, Path]) -> None:
 # --- report and recovery ------------------------------------------------------------------
 
 
-def test_score_uses_the_reference_metrics() -> None:
-    """exact: 'Das Modell' vs 'das modell!' normalise equal, 'x' vs 'y' do not → 1/2;
+def test_score_uses_the_reference_metrics_on_0_to_100() -> None:
+    """Every metric on 0–100, as training and ``taskloop run`` report them.
+
+    exact: 'Das Modell' vs 'das modell!' normalise equal, 'x' vs 'y' do not → 100 · 1/2.
+    f1: 'cat sat' vs 'cat sat down': 2 common tokens, P = 2/2, R = 2/3,
+    F1 = 2PR / (P + R) = 0.8 → 80. ROUGE-L: 'the cat sat on the mat' vs 'the cat lay on the
+    mat': LCS 'the cat on the mat' = 5 of 6 tokens each side, F = 5/6 → 83.33.
     chrF++ of identical strings is 100."""
-    assert score(["Das Modell", "x"], ["das modell!", "y"], "exact") == 0.5
+    assert score(["Das Modell", "x"], ["das modell!", "y"], "exact") == pytest.approx(50.0)
+    assert score(["cat sat"], ["cat sat down"], "f1") == pytest.approx(80.0)
+    assert score(["the cat sat on the mat"], ["the cat lay on the mat"], "rougeL") == (
+        pytest.approx(500 / 6)
+    )
     assert score(["ein Hund"], ["ein Hund"], "chrf") == pytest.approx(100.0)
     assert score([], [], "bleu") is None
 
 
 def test_compression_report_fields(tiny: dict[str, Path]) -> None:
     """Targets of pairs 1 and 3 are the before-model's own greedy outputs and pair 2's is
-    not: exact match before = 2/3. FFN pruning of half the neurons makes the saved model
-    and the parameter count smaller by the removed 2·64·(64+64) weights."""
+    not: exact match before = 100 · 2/3 = 66.67. FFN pruning of half the neurons makes the
+    saved model and the parameter count smaller by the removed 2·64·(64+64) weights."""
     before, tok = _load(tiny["seq2seq"], "seq2seq")
     sources = [p.source for p in PAIRS]
     outputs, _ = timed_generation(before, tok, sources, kind="seq2seq", max_new_tokens=6)
@@ -367,8 +381,8 @@ def test_compression_report_fields(tiny: dict[str, Path]) -> None:
     report = compression_report(
         before, after, tok, pairs, kind="seq2seq", metric="exact", batch_size=2, max_new_tokens=6
     )
-    assert report.before.metric == pytest.approx(2 / 3)
-    assert report.after.metric is not None and 0.0 <= report.after.metric <= 1.0
+    assert report.before.metric == pytest.approx(200 / 3)
+    assert report.after.metric is not None and 0.0 <= report.after.metric <= 100.0
     assert report.before.params - report.after.params == 2 * 64 * (64 + 64)
     assert report.after.size_bytes < report.before.size_bytes
     assert report.before.latency_mean_ms is not None and report.before.latency_mean_ms > 0
@@ -379,16 +393,16 @@ def test_compression_report_fields(tiny: dict[str, Path]) -> None:
     assert data["before"]["params"] == report.before.params
     table = report.table()
     assert table.splitlines()[0] == "| measure | before | after | change |"
-    assert "| exact (3 pairs) | 0.6667 |" in table
+    assert "| exact (3 pairs) | 66.67 |" in table
 
 
-def _fake_fit_pairs(model: Any, tokenizer: Any, pairs: Any, *, kind: str, steps: int,
+def _fake_fit_pairs(model: Any, tokenizer: Any, pairs: Any, *, kind: GenKind, steps: int,
                     lr: float, **_: Any) -> list[float]:  # fmt: skip
     """Plain SGD on the pairs, touching every parameter (as a real fine-tune would)."""
     batch = encode_pairs(tokenizer, pairs, kind=kind)[0]
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     losses = []
-    for _ in range(steps):
+    for _step in range(steps):
         loss = model(**batch).loss
         optimizer.zero_grad()
         loss.backward()
@@ -504,6 +518,16 @@ def test_cli_quantize_int8_and_errors(
     assert result.exit_code == 2
     assert "error[train.compress]: --importance gradient scores weights on data" in result.output
     assert "hint: pass --data FILE" in result.output
+
+
+@pytest.mark.parametrize("command", ["prune", "quantize"])
+def test_cli_model_help_names_registry_models(cli: Any, command: str) -> None:
+    """MODEL takes a folder, a cached hub id or a registry name; the help says all three."""
+    result = cli(command, "--help")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # undo the help's line wrapping
+    assert "models:/NAME@ALIAS" in text
+    assert "save_pretrained" in text and "hub id" in text
 
 
 def test_cli_prune_with_recovery(

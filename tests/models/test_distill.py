@@ -152,7 +152,7 @@ def _batch(tokenizer: Any, n: int) -> dict[str, torch.Tensor]:
     return {**enc, "labels": labels}
 
 
-def test_rows_go_to_their_task_teacher_each_run_once(family: dict) -> None:
+def test_rows_go_to_their_task_teacher_each_run_once(family: dict[str, Any]) -> None:
     """Rows (qa, summarize, qa): rows 0 and 2 equal the qa teacher's own logits on the
     batch, row 1 the summarize teacher's, and each teacher runs exactly once."""
     models, tok = family["models"], family["tokenizer"]
@@ -178,7 +178,7 @@ def test_rows_go_to_their_task_teacher_each_run_once(family: dict) -> None:
     assert not torch.allclose(own["qa"][1], own["summarize"][1])  # the routing is visible
 
 
-def test_a_task_without_teacher_needs_a_general_one(family: dict) -> None:
+def test_a_task_without_teacher_needs_a_general_one(family: dict[str, Any]) -> None:
     models, tok = family["models"], family["tokenizer"]
     batch = _batch(tok, 2)
     with pytest.raises(DistillError, match="no teacher for task 'translate'"):
@@ -189,7 +189,7 @@ def test_a_task_without_teacher_needs_a_general_one(family: dict) -> None:
     torch.testing.assert_close(got[1], general[1], atol=1e-5, rtol=1e-5)
 
 
-def test_distilling_lowers_the_kl_to_the_teacher(family: dict) -> None:
+def test_distilling_lowers_the_kl_to_the_teacher(family: dict[str, Any]) -> None:
     """30 Adam steps on KL alone (alpha = 1) pull a random student toward a random teacher:
     the KL must fall to under half its starting value."""
     import copy
@@ -205,7 +205,7 @@ def test_distilling_lowers_the_kl_to_the_teacher(family: dict) -> None:
     for _ in range(30):
         out = knowledge_distillation(student, teachers, tasks, batch, temperature=2.0, alpha=1.0)
         optimizer.zero_grad()
-        out.loss.backward()
+        out.loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         kls.append(out.kl.item())
     student.eval()
@@ -216,7 +216,7 @@ def test_distilling_lowers_the_kl_to_the_teacher(family: dict) -> None:
 
 
 def test_self_distillation_has_zero_kl_and_the_models_own_loss(
-    family: dict, tmp_path: Path
+    family: dict[str, Any], tmp_path: Path
 ) -> None:
     """A model taught by itself: KL = 0 and CE = the loss Hugging Face computes from the
     labels, for a seq2seq model and for a causal LM (whose logits must be shifted)."""
@@ -234,7 +234,7 @@ def test_self_distillation_has_zero_kl_and_the_models_own_loss(
     assert out.ce.item() == pytest.approx(own.item(), rel=1e-5)
 
     path = build_tiny_model(tmp_path / "gpt2", "causal")
-    gpt2 = AutoModelForCausalLM.from_pretrained(path).eval()
+    gpt2 = AutoModelForCausalLM.from_pretrained(path).eval()  # type: ignore[no-untyped-call]
     gtok = AutoTokenizer.from_pretrained(path)
     pairs = [Pair("qa", "The model runs on", "a single GPU", "1", "f:1"),
              Pair("qa", "A dog", "is running", "2", "f:2")]  # fmt: skip
@@ -246,9 +246,47 @@ def test_self_distillation_has_zero_kl_and_the_models_own_loss(
     assert out.ce.item() == pytest.approx(own.item(), rel=1e-5)
 
 
+def test_left_padded_causal_rows_see_the_positions_of_unpadded_ones(tmp_path: Path) -> None:
+    """Training left-pads causal batches and runs them with position_ids =
+    cumsum(attention_mask) − 1 (clamped at 0), so a row's real tokens sit at positions
+    0..n−1 whatever its padding. Distillation must do the same for student and teachers:
+    each row's logits at its real positions equal those of the row run alone, unpadded
+    (default positions 0..n−1). Without position_ids the short row's tokens would sit at
+    positions 3.. and its logits would differ."""
+    from transformers import AutoModelForCausalLM
+
+    paths = [build_tiny_model(tmp_path / f"gpt2-{i}", "causal", seed=i) for i in (0, 1)]
+    student, teacher = (AutoModelForCausalLM.from_pretrained(p) for p in paths)
+    student.eval()  # type: ignore[no-untyped-call]
+    teacher.eval()  # type: ignore[no-untyped-call]
+    tok = AutoTokenizer.from_pretrained(paths[0])
+    rows = [tok(text)["input_ids"] for text in ("The model runs on a single GPU", "A dog")]
+    width = max(len(r) for r in rows)
+    assert width - min(len(r) for r in rows) >= 2  # the short row really is padded
+    input_ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows])
+    attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    seen: list[torch.Tensor] = []
+    hook = student.register_forward_hook(lambda _m, _a, out: seen.append(out.logits.detach()))
+    try:
+        knowledge_distillation(student, {"*": teacher}, ["qa", "qa"], batch)
+    finally:
+        hook.remove()
+    soft = teacher_logits({"*": teacher}, ["qa", "qa"], batch)
+    with torch.no_grad():
+        for i, row in enumerate(rows):
+            alone = torch.tensor([row])
+            real = slice(width - len(row), width)
+            own_s, own_t = student(input_ids=alone).logits[0], teacher(input_ids=alone).logits[0]
+            torch.testing.assert_close(seen[0][i, real], own_s, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(soft[i, real], own_t, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_distillation_on_gpu_matches_cpu(family: dict) -> None:
+def test_distillation_on_gpu_matches_cpu(family: dict[str, Any]) -> None:
     """Student on CUDA in bf16, a teacher on CUDA in fp32, the batch on the CPU: the terms
     match the CPU fp32 ones within bf16 precision, and the loss backpropagates."""
     import copy
@@ -266,7 +304,7 @@ def test_distillation_on_gpu_matches_cpu(family: dict) -> None:
     }
     gpu_batch = {k: v.cuda() for k, v in batch.items()}
     out = knowledge_distillation(student, teachers, tasks, gpu_batch)
-    out.loss.backward()
+    out.loss.backward()  # type: ignore[no-untyped-call]
     assert out.kl.dtype == torch.float32 and out.kl.device.type == "cuda"
     assert out.kl.item() == pytest.approx(cpu.kl.item(), rel=0.1, abs=1e-3)
     assert out.ce.item() == pytest.approx(cpu.ce.item(), rel=0.05)

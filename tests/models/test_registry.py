@@ -188,10 +188,26 @@ def test_promote_and_rollback_round_trip(store: str, models: dict[int, Path]) ->
     assert detail.versions[0].tags["taskloop.format_version"] == "1"
     assert detail.versions[0].metrics == {"loss": 1.0}
     assert detail.versions[0].source == f"runs:/{detail.versions[0].run_id}/model"
-    assert detail.history == {"champion": []}
+    # registering v2 moved challenger off v1: that move is in the history too
+    assert detail.history == {"champion": [], "challenger": [1]}
     with pytest.raises(RegistryError, match="no earlier version") as err:
         rollback(name, uri=store)
     assert err.value.code == "registry.error"
+
+
+def test_log_run_alias_move_can_be_rolled_back(store: str, models: dict[int, Path]) -> None:
+    """promote v1 → champion; log_run v2 with alias="champion" moves it and records v1 in
+    the champion history (as promote does), so rollback puts v1 back."""
+    name = "logmove"
+    _register(store, name, models[1], alias=None)
+    promote(name, 1, uri=store)
+    assert _register(store, name, models[2], alias="champion") == 2
+    detail = show(name, store)
+    assert detail.aliases == {"champion": 2}
+    assert detail.history == {"champion": [1]}
+    back = rollback(name, uri=store)
+    assert (back.version, back.previous) == (1, 2)
+    assert show(name, store).aliases == {"champion": 1}
 
 
 def test_promoting_the_holder_again_changes_nothing(store: str, models: dict[int, Path]) -> None:

@@ -79,16 +79,33 @@ def test_promote_show_rollback(store: str, model_dir: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "champion→v2" in shown.stdout and "challenger→v2" in shown.stdout
     assert "champion history (oldest first): v1" in shown.stdout
+    assert "challenger history (oldest first): v1" in shown.stdout
     detail = json.loads(models(store, "show", "cli", "--json").stdout)
     assert [v["version"] for v in detail["versions"]] == [2, 1]
     assert detail["versions"][0]["aliases"] == ["challenger", "champion"]
-    assert detail["history"] == {"champion": [1]}
+    assert detail["history"] == {"champion": [1], "challenger": [1]}  # v2's register moved it
 
     back = models(store, "rollback", "cli", "--json")
     assert back.exit_code == 0, back.output
     assert json.loads(back.stdout) == {
         "name": "cli", "alias": "champion", "version": 1, "previous": 2
     }  # fmt: skip
+
+
+def test_register_with_an_alias_can_be_rolled_back(store: str, model_dir: Path) -> None:
+    """register v1 --alias champion, then v2 --alias champion: the second move records v1,
+    so rollback puts champion back on v1."""
+    for expected in (1, 2):
+        done = models(store, "register", str(model_dir), "--name", "regmove", "--alias",
+                      "champion", "--json")  # fmt: skip
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["version"] == expected
+    detail = json.loads(models(store, "show", "regmove", "--json").stdout)
+    assert detail["aliases"] == {"champion": 2}
+    assert detail["history"] == {"champion": [1]}
+    back = models(store, "rollback", "regmove")
+    assert back.exit_code == 0, back.output
+    assert back.stdout.strip() == "rolled back regmove@champion -> v1 (was v2)"
 
 
 def test_errors_exit_2_with_a_hint(store: str, model_dir: Path, tmp_path: Path) -> None:

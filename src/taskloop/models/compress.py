@@ -1137,7 +1137,8 @@ def _dtype_name(model: Module) -> str:
 def score(predictions: Sequence[str], references: Sequence[str], metric: Metric) -> float | None:
     """One corpus-level task metric by :mod:`taskloop.evaluate.metrics` (None: no pairs).
 
-    chrF++ and BLEU are 0–100 (sacrebleu), ROUGE-L F, exact match and token F1 are 0–1.
+    Every metric is on 0–100, as training and ``taskloop run`` report them: chrF++ and BLEU
+    as sacrebleu gives them, ROUGE-L F, exact match and token F1 times 100.
     """
     from taskloop.evaluate import metrics
 
@@ -1146,12 +1147,12 @@ def score(predictions: Sequence[str], references: Sequence[str], metric: Metric)
     if metric in ("chrf", "bleu"):
         return metrics.bleu_chrf(predictions, references)["chrf++" if metric == "chrf" else "bleu"]
     if metric == "rougeL":
-        return metrics.rouge(predictions, [[r] for r in references]).get("rougeL")
+        value = metrics.rouge(predictions, [[r] for r in references]).get("rougeL")
+        return None if value is None else 100 * value
     if metric in ("exact", "f1"):
         fn = metrics.exact_match if metric == "exact" else metrics.token_f1
-        return sum(fn(p, [r]) for p, r in zip(predictions, references, strict=True)) / len(
-            predictions
-        )
+        pairs = zip(predictions, references, strict=True)
+        return 100 * sum(fn(p, [r]) for p, r in pairs) / len(predictions)
     raise CompressError(f"unknown metric {metric!r}", hint="use chrf, bleu, rougeL, exact or f1")
 
 

@@ -41,7 +41,9 @@ _TASK_METRIC: dict[str, Metric] = {
 ModelArg = Annotated[
     str,
     typer.Argument(
-        metavar="MODEL", help="A folder saved with save_pretrained, or a hub id in the cache."
+        metavar="MODEL",
+        help="A folder saved with save_pretrained, a hub id in the cache, or a registered "
+        "model: models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME (latest).",
     ),
 ]
 DataOpt = Annotated[
@@ -61,7 +63,8 @@ MetricOpt = Annotated[
     str | None,
     typer.Option(
         metavar="METRIC",
-        help="chrf, bleu, rougeL, exact or f1 (default: the usual one for the data's task).",
+        help="chrf, bleu, rougeL, exact or f1, all on 0-100 (default: the usual one for the "
+        "data's task).",
     ),
 ]
 MaxPairs = Annotated[int, typer.Option(metavar="N", help="Measure on at most this many pairs.")]

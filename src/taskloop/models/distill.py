@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 GENERAL = "*"  # the teacher of every task without a specialist
 _SPECIAL_IDS = ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id")
 _MODEL_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
+_CAUSAL_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,19 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device  # type: ignore[no-any-return]
 
 
+def _with_positions(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch`` with a causal LM's ``position_ids`` as training computes them.
+
+    ``cumsum(attention_mask) − 1``, clamped at 0: each row's first real token sits at
+    position 0 after its left padding, so a padded row reads like the same row unpadded.
+    Positions already in the batch, or a batch without a mask (no padding), stay as given.
+    """
+    out = dict(batch)
+    if "position_ids" not in out and "attention_mask" in out:
+        out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return out
+
+
 def teacher_logits(
     teachers: Mapping[str, Any], tasks: Sequence[str], batch: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
@@ -215,6 +229,8 @@ def teacher_logits(
         tasks: the task of each batch row.
         batch: ``input_ids``, ``attention_mask``, ``labels`` and, for seq2seq,
             ``decoder_input_ids`` when present (else the teacher derives them from labels).
+            A causal teacher gets ``position_ids`` from the batch, else from the attention
+            mask as in training (left padding does not shift the positions).
 
     Raises:
         DistillError: a row's task has no teacher and there is no general one.
@@ -233,13 +249,15 @@ def teacher_logits(
                 hint=f"add a teacher for {task!r} or a general teacher under {GENERAL!r}",
             )
         rows.setdefault(name, []).append(i)
+    causal = _with_positions(batch)
     parts: list[tuple[torch.Tensor, torch.Tensor]] = []
     for name, idx in rows.items():
         teacher = teachers[name]
         seq2seq = getattr(teacher.config, "is_encoder_decoder", False)
         where = torch.tensor(idx, device=input_ids.device)
         device = _device(teacher)
-        inputs = {k: batch[k][where].to(device) for k in _MODEL_KEYS if k in batch}
+        source, keys = (batch, _MODEL_KEYS) if seq2seq else (causal, _CAUSAL_KEYS)
+        inputs = {k: source[k][where].to(device) for k in keys if k in source}
         if seq2seq and "decoder_input_ids" not in inputs:
             inputs["labels"] = batch["labels"][where].to(device)
         with torch.no_grad():
@@ -267,8 +285,9 @@ def knowledge_distillation(
 
     The student runs with gradients (call ``loss.backward()``); teachers without. A
     seq2seq batch without ``decoder_input_ids`` gets them from the labels once, so that
-    student and teachers read the same decoder inputs; a causal LM's logits are shifted
-    to predict the next token.
+    student and teachers read the same decoder inputs. Causal student and teachers run
+    with the ``position_ids`` training uses for left-padded batches (``cumsum(mask) − 1``),
+    and their logits are shifted to predict the next token.
 
     Args:
         teachers: models by task name, ``"*"`` for a general teacher (see
@@ -287,8 +306,11 @@ def knowledge_distillation(
     seq2seq = getattr(student.config, "is_encoder_decoder", False)
     if seq2seq and "decoder_input_ids" not in batch:
         batch["decoder_input_ids"] = student.prepare_decoder_input_ids_from_labels(labels=labels)
+    if not seq2seq:
+        batch = _with_positions(batch)
     soft = teacher_logits(teachers, tasks, batch)
-    inputs = {k: v for k, v in batch.items() if k in _MODEL_KEYS}
+    keys = _MODEL_KEYS if seq2seq else _CAUSAL_KEYS
+    inputs = {k: v for k, v in batch.items() if k in keys}
     logits = student(**inputs).logits
     if not seq2seq:
         logits, labels = shift_for_causal(logits, labels)

@@ -126,8 +126,10 @@ def resolve(spec: ModelSpec) -> Path:
     """The local folder holding ``spec``'s files, or raise ModelNotFoundError.
 
     ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` and ``models:/NAME`` come from the
-    model registry (downloaded once per version). ``load_model`` caches by spec, so an
-    alias moved by a promotion is seen by the next process, not by a running one.
+    model registry (downloaded once per version). The registry is asked on every call, and
+    ``load_model`` calls this before its cache lookup (keyed by the resolved version's
+    folder), so an alias moved by a promotion or rollback is seen by the next load, in a
+    running process too.
     """
     if spec.name.startswith("models:/"):
         from taskloop.models.registry import resolve_uri

@@ -4,15 +4,17 @@ The store is embedded by default (``sqlite:///<home>/mlflow.db`` with artifacts 
 ``<home>/mlartifacts``, home = ``$TASKLOOP_HOME`` or ``./.taskloop``); a team points
 ``TASKLOOP_TRACKING_URI`` (or ``MLFLOW_TRACKING_URI``) at a tracking server instead.
 Versions are named by aliases (``champion`` serves, ``challenger`` waits to be compared),
-never by stages. Every move of an alias by :func:`promote` is remembered in a registered
-model tag, so :func:`rollback` can put the previous holder back.
+never by stages. Every move of an alias (by :func:`promote`, or :func:`log_run` with an
+alias) is remembered in a registered model tag, so :func:`rollback` can put the previous
+holder back.
 
 A model is named ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``models:/NAME``
 (latest version) wherever a model folder or hub id is accepted: the loader calls
 :func:`resolve_uri`, which downloads the version's files once into a cache folder per
-name and version. The loader caches loaded models per name within a process, so a
-moved alias is seen by the next process (or after that cache is cleared); the new
-version's folder differs, so its ``content_version`` and every output cache key differ.
+name and version. The loader resolves a ``models:/`` name on every load, before its
+cache lookup (which is keyed by the resolved version's folder), so a moved alias is seen
+by the next load, in a running process too; the new version's folder differs, so its
+``content_version`` and every output cache key differ.
 
 MLflow is imported inside the functions: it takes about a second to import.
 """
@@ -308,7 +310,8 @@ def log_run(
         artifacts: files or folders (plots, reports) copied into the run.
         model_dir: a save_pretrained folder, logged under ``model/``.
         register_as: register ``runs:/<run>/model`` as a new version of this model.
-        alias: point this alias (typically ``challenger``) at the new version.
+        alias: point this alias (typically ``challenger``) at the new version; its
+            previous holder goes onto the alias history, as with :func:`promote`.
         tags: run tags, also put on the model version (e.g. ``taskloop.tasks``).
         uri: tracking URI (see :func:`tracking_uri`).
 
@@ -382,9 +385,8 @@ def log_run(
                 tags={"taskloop.format_version": FORMAT_VERSION, **run_tags},
             )
             version = int(mv.version)
-            if alias:
-                mc.set_registered_model_alias(register_as, alias, str(version))
-            info.update(model=register_as, version=version, alias=alias)
+            previous = _move_alias(mc, register_as, alias, version) if alias else None
+            info.update(model=register_as, version=version, alias=alias, previous=previous)
     if register_as:
         named = f"models:/{register_as}/{version}"
     else:
@@ -521,6 +523,28 @@ def _by_alias(mc: MlflowClient, name: str, alias: str) -> ModelVersion:
 # -- moving aliases -----------------------------------------------------------------------
 
 
+def _move_alias(mc: MlflowClient, name: str, alias: str, target: int) -> int | None:
+    """Point ``alias`` of ``name`` at ``target``, pushing the previous holder onto the alias
+    history (so :func:`rollback` can undo it); returns that previous holder.
+
+    Every alias move (:func:`promote`, :func:`log_run`, ``taskloop models register``) goes
+    through here. Moving an alias to the version it already points at changes nothing.
+    """
+    model = _registered(mc, name)
+    previous = _aliases(model).get(alias)
+    if previous == target:
+        return previous
+    if previous is not None:
+        history = [*_history(model).get(alias, []), previous][-_HISTORY_LIMIT:]
+        mc.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(history))
+    mc.set_registered_model_alias(name, alias, str(target))
+    logger.info(
+        "registry: %s@%s -> version %s (was %s)", name, alias, target, previous,
+        extra={"model": name, "alias": alias, "version": target, "previous": previous},
+    )  # fmt: skip
+    return previous
+
+
 def promote(
     name: str,
     version: int | None = None,
@@ -541,7 +565,7 @@ def promote(
     """
     mc = client(uri)
     with _mlflow_errors(f"promoting {name!r} to {alias!r}"):
-        model = _registered(mc, name)
+        _registered(mc, name)  # an unknown model is named before its alias or version
         if version is None:
             if not from_alias:
                 raise RegistryError(
@@ -551,23 +575,12 @@ def promote(
             target = int(_by_alias(mc, name, from_alias).version)
         else:
             target = int(_version(mc, name, version).version)
-        previous = _aliases(model).get(alias)
-        if previous == target:
-            return PromoteResult(name, alias, target, previous)
-        if previous is not None:
-            history = _history(model).get(alias, [])
-            history = [*history, previous][-_HISTORY_LIMIT:]
-            mc.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(history))
-        mc.set_registered_model_alias(name, alias, str(target))
-    logger.info(
-        "registry: %s@%s -> version %s (was %s)", name, alias, target, previous,
-        extra={"model": name, "alias": alias, "version": target, "previous": previous},
-    )  # fmt: skip
+        previous = _move_alias(mc, name, alias, target)
     return PromoteResult(name, alias, target, previous)
 
 
 def rollback(name: str, *, alias: str = CHAMPION, uri: str | None = None) -> PromoteResult:
-    """Point ``alias`` back at the version that held it before the last promotion.
+    """Point ``alias`` back at the version that held it before its last move.
 
     Versions deleted since are skipped.
 
@@ -674,8 +687,10 @@ def _find_config(folder: Path) -> Path | None:
 def resolve_uri(name_or_uri: str, *, uri: str | None = None, cache_dir: Path | None = None) -> Path:
     """The local folder (with config.json) of the registered version a ``models:/`` name means.
 
-    The version's artifacts are downloaded once into ``<cache>/NAME/VERSION`` (renamed into
-    place when complete, so a folder there is always whole) and reused after.
+    An alias is looked up in the registry on every call, so after a promotion or rollback
+    the same name resolves to the new version. The version's artifacts are downloaded once
+    into ``<cache>/NAME/VERSION`` (renamed into place when complete, so a folder there is
+    always whole) and reused after.
 
     Raises:
         RegistryError: unknown model, version or alias; the version holds no config.json;

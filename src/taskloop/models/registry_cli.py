@@ -159,7 +159,7 @@ def rollback_command(
     tracking_uri: TrackingUri = None,
     as_json: AsJson = False,
 ) -> None:
-    """Point --alias (champion) back at the version it held before the last promotion."""
+    """Point --alias (champion) back at the version it held before its last move."""
     from taskloop.models.registry import rollback
 
     _print_move(rollback(name, alias=alias, uri=tracking_uri), "rolled back", as_json)
@@ -174,7 +174,12 @@ def register_command(
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Registered model name.")],
     alias: Annotated[
         str | None,
-        typer.Option("--alias", metavar="ALIAS", help="Point this alias at the new version."),
+        typer.Option(
+            "--alias",
+            metavar="ALIAS",
+            help="Point this alias at the new version (its previous holder can be rolled "
+            "back to; '' sets no alias).",
+        ),
     ] = "challenger",
     experiment: Annotated[
         str, typer.Option("--experiment", metavar="NAME", help="Experiment of the run.")
