@@ -73,17 +73,9 @@ import torch  # after the offline switches
 from taskloop.data.pairs import Pair, to_pairs
 from taskloop.data.records import TranslateExample, Where
 from taskloop.evaluate.metrics import bleu_chrf
-from taskloop.models.compress import (
-    compression_report,
-    count_params,
-    disk_size,
-    model_pruning,
-    quantize_model,
-    recover,
-    save_compressed,
-    sparsity,
-    timed_generation,
-)
+from taskloop.models.compress import compression_report, timed_generation
+from taskloop.models.prune import count_params, model_pruning, recover, sparsity
+from taskloop.models.quantize import disk_size, quantize_model, save_compressed
 from taskloop.train.config import load_train_config
 from taskloop.train.loop import train
 from taskloop.train.prepare import load_for_training

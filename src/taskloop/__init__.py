@@ -25,8 +25,8 @@ _REEXPORTS = {
     "data_augmentation": "taskloop.data.augment",
     "curriculum_learning": "taskloop.data.curriculum",
     "knowledge_distillation": "taskloop.models.distill",
-    "model_pruning": "taskloop.models.compress",
-    "quantize_model": "taskloop.models.compress",
+    "model_pruning": "taskloop.models.prune",
+    "quantize_model": "taskloop.models.quantize",
 }
 
 __all__ = ["__version__", *_REEXPORTS]

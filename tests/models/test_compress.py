@@ -16,22 +16,22 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from taskloop.data.pairs import Pair
-from taskloop.models.compress import (
+from taskloop.models.compress import compression_report, score, timed_generation
+from taskloop.models.prune import (
     GenKind,
     Importance,
-    compression_report,
     count_params,
-    disk_size,
     encode_pairs,
+    model_pruning,
+    recover,
+    sparsity,
+)
+from taskloop.models.quantize import (
+    disk_size,
     is_quantized,
     load_quantized,
-    model_pruning,
     quantize_model,
-    recover,
     save_compressed,
-    score,
-    sparsity,
-    timed_generation,
 )
 from taskloop.models.tiny import build_tiny_model
 from taskloop.train.errors import CompressError
@@ -425,7 +425,7 @@ def _check_recovery_keeps_zeros(model: Any, tok: Any) -> list[float]:
 
 
 def _prunable(model: Any) -> list[tuple[str, Any]]:
-    from taskloop.models.compress import prunable_layers
+    from taskloop.models.prune import prunable_layers
 
     return prunable_layers(model)
 

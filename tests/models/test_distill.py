@@ -223,7 +223,7 @@ def test_self_distillation_has_zero_kl_and_the_models_own_loss(
     from transformers import AutoModelForCausalLM
 
     from taskloop.data.pairs import Pair
-    from taskloop.models.compress import encode_pairs
+    from taskloop.models.prune import encode_pairs
 
     t5, tok = family["models"]["qa"], family["tokenizer"]
     batch = _batch(tok, 2)

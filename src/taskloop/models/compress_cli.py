@@ -18,8 +18,9 @@ from taskloop.cliutil import EPILOG, handle_errors
 
 if TYPE_CHECKING:
     from taskloop.data.pairs import Pair
-    from taskloop.models.compress import CompressionReport, GenKind, Metric
+    from taskloop.models.compress import CompressionReport, Metric
     from taskloop.models.loader import LoadedModel
+    from taskloop.models.prune import GenKind
 
 app = typer.Typer(
     help="Compress a model: prune weights, FFN neurons or attention heads, or quantize it "
@@ -135,7 +136,8 @@ def _finish(
     max_new_tokens: int,
     extra: dict[str, Any],
 ) -> CompressionReport:
-    from taskloop.models.compress import compression_report, save_compressed
+    from taskloop.models.compress import compression_report
+    from taskloop.models.quantize import save_compressed
 
     kind = _kind(lm)
     report = compression_report(
@@ -201,7 +203,7 @@ def prune_command(
     Writes the pruned model (loadable with from_pretrained) and compression.json (the
     pruning report, recovery losses and the before/after comparison) to --out.
     """
-    from taskloop.models.compress import encode_pairs, model_pruning, recover
+    from taskloop.models.prune import encode_pairs, model_pruning, recover
     from taskloop.train.errors import CompressError
 
     lm = _load(model)
@@ -277,9 +279,9 @@ def quantize_command(
     """Quantize MODEL and compare it with the original on --data.
 
     An int8 model is saved as quantized.pt + config + quantization.json (load it with
-    taskloop.models.compress.load_quantized); bf16/fp16 models with save_pretrained.
+    taskloop.models.quantize.load_quantized); bf16/fp16 models with save_pretrained.
     """
-    from taskloop.models.compress import quantize_model
+    from taskloop.models.quantize import quantize_model
 
     lm = _load(model)
     kind = _kind(lm)

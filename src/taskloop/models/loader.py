@@ -297,7 +297,7 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
         try:
             if (path / "quantization.json").is_file():
                 # dynamic int8 (``taskloop compress quantize``) runs on the CPU only
-                from taskloop.models.compress import load_quantized
+                from taskloop.models.quantize import load_quantized
 
                 model, device = load_quantized(path), "cpu"
             else:
