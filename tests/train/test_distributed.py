@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -19,21 +18,16 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.train.copytask import copy_rows, write_jsonl
 
-WORDS = "the a dog cat runs sleeps big small red blue green house tree car".split()  # noqa: SIM905
+pytestmark = pytest.mark.slow
 
 
 def test_two_processes_train_one_model(tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not installed beside this Python")
-    rng = random.Random(0)
-    rows = []
-    for i in range(120):
-        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
-        rows.append({"task": "translate", "id": f"r{i}", "source": text, "target": text})
-    (tmp_path / "copy.jsonl").write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
+    write_jsonl(tmp_path / "copy.jsonl", copy_rows(120, prefix="r"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TASKLOOP_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
         [

@@ -6,8 +6,6 @@ falls on a copy task and the saved model loads back on the CPU.
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import pytest
@@ -18,25 +16,18 @@ from taskloop.models.tiny import build_tiny_model  # noqa: E402
 from taskloop.train.config import load_train_config  # noqa: E402
 from taskloop.train.loop import train  # noqa: E402
 from taskloop.train.prepare import load_for_training  # noqa: E402
+from tests.train.copytask import WORDS, copy_rows, write_jsonl  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-WORDS = "the a dog cat runs sleeps big small red blue green house tree car".split()  # noqa: SIM905
-
 
 @pytest.fixture(scope="module")
 def copy_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("gpu-train")
-    rng = random.Random(0)
-    rows = []
-    for i in range(300):
-        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
-        rows.append({"task": "translate", "id": f"r{i}", "source": text, "target": text})
-    data = root / "copy.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    data = write_jsonl(root / "copy.jsonl", copy_rows(300, prefix="r"))
     model = build_tiny_model(root / "tiny", "seq2seq", texts=WORDS, layers=1, width=64)
     return data, model
 

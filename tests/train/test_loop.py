@@ -29,6 +29,8 @@ from taskloop.train.loop import StepLog, TrainResult, fit_pairs, forward_loss, t
 from taskloop.train.losses import shift_for_causal, token_cross_entropy
 from taskloop.train.prepare import load_for_training, split_eval
 from taskloop.train.runtime import lr_factor
+from tests.train.copytask import copy_rows as shared_copy_rows
+from tests.train.copytask import write_jsonl
 
 VOCAB = [
     "red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "bird", "rock", "star",
@@ -38,12 +40,7 @@ QA_WORDS = ["question", "context", "answer", ":", "where", "is", "the", "in", "u
 
 
 def copy_rows(n: int = 200, seed: int = 0) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        text = " ".join(rng.choice(VOCAB) for _ in range(rng.randint(2, 6)))
-        rows.append({"id": f"c{i}", "task": "translate", "source": text, "target": text})
-    return rows
+    return shared_copy_rows(n, VOCAB, seed=seed)
 
 
 def qa_rows(n: int = 40, seed: int = 1) -> list[dict[str, Any]]:
@@ -56,11 +53,6 @@ def qa_rows(n: int = 40, seed: int = 1) -> list[dict[str, Any]]:
             "context": f"the {thing} is in the {place}", "answers": [place],
         })  # fmt: skip
     return rows
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from taskloop.train.errors import TrainDataError
 from taskloop.train.loop import StepLog, train
 from taskloop.train.prepare import load_for_training
 from taskloop.train.pretrain import build_encoded, ensure_sentinels, read_text, span_corrupt
+from tests.train.copytask import copy_rows, write_jsonl
 
 VOCAB = [
     "red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "bird", "rock", "star",
@@ -193,12 +194,7 @@ def test_causal_pretraining_examples_skip_empty_texts() -> None:
 
 def pretrain_config(model: Path, tmp: Path, out: Path, *extra: str) -> Any:
     rng = random.Random(0)
-    rows = []
-    for i in range(40):
-        text = " ".join(rng.choice(VOCAB) for _ in range(rng.randint(2, 6)))
-        rows.append({"id": f"c{i}", "task": "translate", "source": text, "target": text})
-    data = tmp / "translate.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_jsonl(tmp / "translate.jsonl", copy_rows(40, VOCAB, rng=rng))
     domain = tmp / "domain.txt"
     domain.write_text(
         "\n".join(" ".join(rng.choice(VOCAB) for _ in range(rng.randint(5, 20))) for _ in range(60))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from typer.testing import CliRunner
 
 from taskloop.cli import app
 from taskloop.models.tiny import build_tiny_model
+from tests.train.copytask import copy_rows, write_jsonl
 
 VOCAB = [
     "red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "bird", "rock", "star",
@@ -22,13 +22,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cli")
-    rng = random.Random(0)
-    rows = []
-    for i in range(40):
-        text = " ".join(rng.choice(VOCAB) for _ in range(rng.randint(2, 6)))
-        rows.append({"id": f"c{i}", "task": "translate", "source": text, "target": text})
-    data = root / "translate.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_jsonl(root / "translate.jsonl", copy_rows(40, VOCAB))
     return build_tiny_model(root / "model", "causal", texts=VOCAB), data
 
 
