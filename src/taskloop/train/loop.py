@@ -273,6 +273,7 @@ class Loop:
     evaluate: bool = True
     curriculum: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    last_loss: float = float("nan")  # the last logged step's loss
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -507,11 +508,11 @@ class Loop:
             progress = max(
                 s.step / self.total if self.total else 0.0, elapsed / budget if budget else 0.0
             )
-            self.lr_now = self.lr * lr_factor(
+            lr_now = self.lr * lr_factor(
                 s.step, progress, warmup=cfg.optim.warmup_steps, schedule=cfg.optim.schedule
             )
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_now
+                group["lr"] = lr_now
             loss_sum: Any = 0.0
             tok_sum = 0
             for _ in range(accum):
@@ -569,13 +570,11 @@ class Loop:
                     eta = min(eta if eta is not None else budget, max(budget - s.elapsed, 0.0))
                 first = self.streams[0]
                 epoch = first.epoch + first.pos / max(first.batches_per_epoch(), 1)
-                log = StepLog(
-                    s.step, self.total, step_loss, self.lr_now, rate, s.elapsed, eta, epoch
-                )
+                log = StepLog(s.step, self.total, step_loss, lr_now, rate, s.elapsed, eta, epoch)
                 if self.on_step is not None:
                     self.on_step(log)
                 logger.debug(
-                    "step %d loss %.4f lr %.2e %.0f tok/s", s.step, step_loss, self.lr_now, rate
+                    "step %d loss %.4f lr %.2e %.0f tok/s", s.step, step_loss, lr_now, rate
                 )
             if every_eval and s.step % every_eval == 0 and self.after_eval(self.run_eval()):
                 stopped = "early_stopping"
@@ -875,7 +874,7 @@ def fit_pairs(
     losses: list[float] = []
 
     def record(log: StepLog) -> None:
-        losses.append(loop.last_loss)
+        losses.append(log.loss)
         if after_step is not None:
             after_step(model)
 

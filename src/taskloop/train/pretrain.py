@@ -179,7 +179,7 @@ def domain_pretrain(
             save_checkpoints=False, evaluate=False, curriculum=False, on_step=on_step,
         )  # fmt: skip
         loop.run()
-        info.update(loss=round(getattr(loop, "last_loss", float("nan")), 4))
+        info.update(loss=round(loop.last_loss, 4))
     model = loop._unwrapped()
     model.save_pretrained(done)
     tokenizer.save_pretrained(done)
