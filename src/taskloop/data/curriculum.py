@@ -1,7 +1,8 @@
 """Dynamic curriculum: per-example difficulty, and pacing driven by each task's validation metric.
 
 Each example gets a difficulty in [0, 1] (length, word rarity and, when known, the model's
-current loss, each as a percentile rank within its task). Each task holds a *competence*: the
+current loss and the example's ``hardness`` from ``taskloop evaluate``'s hard examples,
+each as a percentile rank within its task). Each task holds a *competence*: the
 share of its examples, easiest first, that training may draw from. Competence grows when the
 task's validation metric improves and backs off when it drops (:func:`update_pacing`);
 :func:`curriculum_learning` turns a competence into the indices to sample from.
@@ -21,7 +22,7 @@ import numpy as np
 from taskloop.data.pairs import Pair
 from taskloop.train.errors import CheckpointError, TrainConfigError, TrainDataError
 
-DEFAULT_WEIGHTS: dict[str, float] = {"length": 0.4, "rarity": 0.3, "loss": 0.3}
+DEFAULT_WEIGHTS: dict[str, float] = {"length": 0.4, "rarity": 0.3, "loss": 0.3, "hardness": 0.3}
 _WORD = re.compile(r"\w+")
 _DIGITS = 12  # competence is rounded so that 0.4 + 0.2 is 0.6 in checkpoints and tests
 
@@ -76,6 +77,25 @@ def _rarity(pairs: Sequence[Pair]) -> np.ndarray:
     )
 
 
+def _hardness(pairs: Sequence[Pair]) -> np.ndarray | None:
+    """Each pair's hardness; a pair without one gets its task's median (None: no pair has one).
+
+    The median, not 0, because a row without a hardness is not known to be easy: it simply
+    was not through ``taskloop evaluate``.
+    """
+    raw = np.array([np.nan if p.hardness is None else p.hardness for p in pairs], dtype=float)
+    if np.isnan(raw).all():
+        return None
+    tasks = [p.task for p in pairs]
+    for task in dict.fromkeys(tasks):
+        idx = np.array([i for i, t in enumerate(tasks) if t == task])
+        known = raw[idx][~np.isnan(raw[idx])]
+        # a task with no hardness at all ranks every pair 0.5: any constant does
+        fill = float(np.median(known)) if known.size else 0.0
+        raw[idx] = np.where(np.isnan(raw[idx]), fill, raw[idx])
+    return raw
+
+
 def difficulty(
     pairs: Sequence[Pair],
     *,
@@ -87,12 +107,15 @@ def difficulty(
 
     Components, each ranked within the pair's task so tasks of different scales compare:
     ``length`` (``token_lengths``, else source+target whitespace words), ``rarity`` (mean
-    ``-log`` relative frequency over the whole set of the pair's lowercased words) and
-    ``loss`` (the model's current loss per pair, only when ``losses`` is given).
+    ``-log`` relative frequency over the whole set of the pair's lowercased words),
+    ``loss`` (the model's current loss per pair, only when ``losses`` is given) and
+    ``hardness`` (:attr:`Pair.hardness`, from hard-example rows; pairs without one count as
+    their task's median).
 
     Args:
         weights: replaces :data:`DEFAULT_WEIGHTS` (missing keys weigh 0). Without
-            ``losses`` the loss weight is dropped and the rest renormalised.
+            ``losses`` the loss weight is dropped, and without any pair that carries a
+            hardness the hardness weight, and the rest renormalised.
 
     Raises:
         TrainConfigError: unknown or negative weight keys, or no positive weight left.
@@ -112,19 +135,23 @@ def difficulty(
     loss = _per_pair("losses", losses, n)
     if loss is None:
         weights.pop("loss", None)
+    hard = _hardness(pairs)
+    if hard is None:
+        weights.pop("hardness", None)
     total = sum(weights.values())
     if total <= 0:
         raise TrainConfigError(
             f"curriculum weights {weights} leave nothing to rank by"
-            + (" (no losses were given)" if loss is None else ""),
-            hint="give a positive weight to length, rarity or loss",
+            + (" (no losses were given)" if loss is None else "")
+            + (" (no pair carries a hardness)" if hard is None else ""),
+            hint="give a positive weight to length, rarity, loss or hardness",
         )
     if n == 0:
         return np.zeros(0)
     if lengths is None:
         lengths = np.array([len(p.source.split()) + len(p.target.split()) for p in pairs], float)
     tasks = [p.task for p in pairs]
-    parts = {"length": lengths, "rarity": _rarity(pairs), "loss": loss}
+    parts = {"length": lengths, "rarity": _rarity(pairs), "loss": loss, "hardness": hard}
     score = np.zeros(n)
     for key, w in weights.items():
         values = parts[key]

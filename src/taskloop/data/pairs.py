@@ -35,7 +35,8 @@ class Pair:
 
     ``where`` is ``file:row`` of the example it came from; ``origin`` says how it was
     made ("data", or the augmentation that added it, such as "synonym"). Training uses
-    ``target``; evaluation accepts ``alternatives`` too.
+    ``target``; evaluation accepts ``alternatives`` too. ``hardness`` (0-1) is the
+    example's, when its row carries one (hard examples from ``taskloop evaluate``).
     """
 
     task: TaskName
@@ -45,6 +46,7 @@ class Pair:
     where: str
     origin: str = "data"
     alternatives: tuple[str, ...] = ()  # other correct targets (QA's further gold answers)
+    hardness: float | None = None  # the row's hardness, for the curriculum
 
 
 def origin_of(example_id: str) -> str:
@@ -119,6 +121,7 @@ def example_to_pairs(
             where,
             origin_of(example.id),
             alternatives,
+            example.hardness,
         )
         for target in targets
         if target is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 TaskName = Literal["codegen", "qa", "summarize", "translate"]
 TASKS: tuple[TaskName, ...] = ("codegen", "qa", "summarize", "translate")
@@ -31,10 +31,20 @@ class Where(BaseModel):
 
 
 class _Example(BaseModel):
+    """Fields every task row has. ``hardness`` (0-1, optional) marks a hard example, as
+    ``taskloop evaluate`` writes them; the training curriculum ranks by it."""
+
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     id: Id
     where: Where
+    hardness: float | None = Field(None, ge=0.0, le=1.0)
+
+    @field_validator("hardness", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # A CSV file with a hardness column leaves the cell empty for ordinary rows.
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class CodegenExample(_Example):

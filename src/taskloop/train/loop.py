@@ -306,7 +306,12 @@ class Loop:
         The loss part of the difficulty is the current model's loss on each pair, measured
         once here; a model built from scratch has no informative loss yet, so it is left out.
         """
-        from taskloop.data.curriculum import PacingState, curriculum_learning, difficulty
+        from taskloop.data.curriculum import (
+            DEFAULT_WEIGHTS,
+            PacingState,
+            curriculum_learning,
+            difficulty,
+        )
 
         cur = self.cfg.curriculum
         use_loss = cur.weights.get("loss", 0) > 0 and self.cfg.model.init is None
@@ -314,6 +319,9 @@ class Loop:
             pairs = self.train_pairs.get(enc.task, [])
             if enc.task not in self.difficulties:
                 weights = dict(cur.weights)
+                # Hard-example rows rank by their hardness unless the config weighs it
+                # (0 turns it off); difficulty() drops it when no pair carries one.
+                weights.setdefault("hardness", DEFAULT_WEIGHTS["hardness"])
                 losses = pair_losses(self.model, enc, self.rt, kind=self.kind,
                                      pad_id=self.tokenizer.pad_token_id,
                                      start_id=getattr(self._unwrapped().config,
