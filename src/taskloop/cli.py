@@ -12,6 +12,7 @@ from taskloop import __version__
 from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
+from taskloop.evaluate.cli import register as register_evaluate
 from taskloop.log import configure
 from taskloop.models.compress_cli import app as compress_app
 from taskloop.models.registry_cli import app as models_app
@@ -35,6 +36,7 @@ app.add_typer(compress_app, name="compress")
 register_run(app)
 register_train(app)
 register_tune(app)
+register_evaluate(app)
 
 
 def _version(value: bool) -> None:

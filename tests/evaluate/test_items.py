@@ -85,7 +85,7 @@ def test_a_run_folder_without_its_data_asks_for_data(tmp_path: Path):
     out.mkdir()
     _write(out / "results.jsonl", [json.loads(_pred("1", "translate", "x").model_dump_json())])
     (out / "report.json").write_text(json.dumps({"input": {"path": str(tmp_path / "gone.zip")}}))
-    with pytest.raises(EvalInputError, match="gone.zip") as err:
+    with pytest.raises(EvalInputError, match=r"gone\.zip") as err:
         load_results(out)
     assert "--data" in (err.value.hint or "")
     data = tmp_path / "data"
@@ -98,7 +98,7 @@ def test_a_run_folder_without_its_data_asks_for_data(tmp_path: Path):
 def test_results_rows_that_are_not_predictions_name_the_line(tmp_path: Path):
     out = tmp_path / "r"
     out.mkdir()
-    (out / "results.jsonl").write_text('{"id": "1", "task": "qa", "where": {"file": "f", "row": 1}, '
-                                       '"status": "ok"}\n{"broken"\n')  # fmt: skip
+    row = '{"id": "1", "task": "qa", "where": {"file": "f", "row": 1}, "status": "ok"}'
+    (out / "results.jsonl").write_text(row + '\n{"broken"\n')
     with pytest.raises(EvalInputError, match=r"results.jsonl:1: output"):
         load_results(out, data=tmp_path)

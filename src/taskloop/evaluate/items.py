@@ -104,6 +104,10 @@ def item_from(example: Example, prediction: Prediction | None) -> EvalItem:
         )
     assert isinstance(example, CodegenExample)
     samples, correct = _code_samples(prediction)
+    # What a hard-example row needs to rebuild the problem (analysis.hard_examples).
+    common["details"] |= {"test": example.test, "entry_point": example.entry_point}
+    if example.completion:
+        common["details"]["canonical_solution"] = example.completion
     if prediction is not None and prediction.output is not None and not example.completion:
         out = _strip_generated_tests(prediction.output)
     return EvalItem(
@@ -284,8 +288,9 @@ def read_plain(path: Path, *, task: TaskName | None = None) -> list[EvalItem]:
     prediction (``prediction``/``output``/``hypothesis``), references
     (``references``/``reference``/``target``/``answers``/``summaries``: a string or a
     list), source (``source``/``document``/``context``/``prompt``), ``question``,
-    ``source_lang``, ``target_lang``, ``answerable`` (QA; default: False for an empty answer list or ``is_impossible``,
-    True with answers, unknown without an answers field),
+    ``source_lang``, ``target_lang``, ``answerable`` (QA; default: False for an empty
+    answer list or ``is_impossible``, True with answers, unknown without an answers
+    field),
     ``samples`` and ``correct`` (codegen pass@k).
     """
     items: list[EvalItem] = []

@@ -133,11 +133,12 @@ class ErrorGroup(BaseModel):
 class ErrorAnalysis(BaseModel):
     """Error groups, the threshold that made an item "low-scoring", and hard examples."""
 
-    low_score: float  # primary score (0-100) below which an item counts as low-scoring
+    low_score: dict[str, float]  # per task: primary score (0-100) below which it is low
     groups: list[ErrorGroup] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)  # error type -> items
     hard_examples: str | None = None  # path of the written hard-examples JSONL
     hard_count: int = 0
+    hard_skipped: dict[str, int] = Field(default_factory=dict)  # reason -> items not written
 
 
 class EvalReport(BaseModel):

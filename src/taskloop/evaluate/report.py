@@ -1,4 +1,5 @@
-"""The HTML report of a run: one self-contained page (no scripts or assets from outside).
+"""The HTML reports of a run and of an evaluation: self-contained pages (no scripts or
+assets from outside; plots are embedded).
 
 Rendered with Jinja2 (autoescaping on: every model output and user text is escaped).
 Per task file: the model and mode, counts by status, metrics; then every bad input row
@@ -7,12 +8,15 @@ with its place; then every prediction with its checks, collapsible.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from taskloop.data.records import Prediction
+from taskloop.evaluate.records import Comparison, EvalReport
 
 if TYPE_CHECKING:
     from taskloop.pipeline import RunReport
@@ -23,6 +27,15 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of a report: PNG bytes, a file name and the alt text."""
+
+    name: str
+    png: bytes
+    alt: str
 
 
 def _fmt(value: float) -> str:
@@ -43,4 +56,55 @@ def render_html(report: RunReport, predictions: Sequence[Prediction], max_items:
         by_file=by_file,
         max_items=max_items,
         total=len(predictions),
+    )
+
+
+# ----------------------------------------------------------------- evaluation report
+
+
+def _interval(m: object) -> str:
+    low, high = getattr(m, "low", None), getattr(m, "high", None)
+    return _pair(low, high)
+
+
+def _pair(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "–"
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.4g}"
+
+
+def b_better(c: Comparison) -> bool:
+    """Whether B beat A (TER: lower is better)."""
+    return c.delta > 0 if c.higher_is_better else c.delta < 0
+
+
+def verdict(c: Comparison) -> str:
+    if not c.significant:
+        return "no significant difference"
+    return "B better" if b_better(c) else "B worse"
+
+
+def render_evaluation(report: EvalReport, plots: Mapping[str, Sequence[Plot]]) -> str:
+    """The self-contained evaluation page: tables per task, comparisons, error groups,
+    and the plots embedded as base64 PNGs (``plots`` maps task, "_comparison" or
+    "_errors" to its figures)."""
+    template = _env.get_template("evaluation.html.j2")
+    by_metric = {(c.task, c.metric): c for c in report.comparisons}
+    return template.render(
+        r=report,
+        plots={
+            k: [{"alt": p.alt, "data": base64.b64encode(p.png).decode()} for p in v]
+            for k, v in plots.items()
+        },
+        conf=report.config.get("confidence", 0.95),
+        interval=_interval,
+        pair=_pair,
+        signed=_signed,
+        better=b_better,
+        verdict=verdict,
+        comparison=lambda task, metric: by_metric.get((task, metric)),
     )
