@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from taskloop.evaluate.scoring import score_task
 
-    pairs = read_pairs(args.data_dir, "multi30k_test2016", args.rows)
+    pairs = read_pairs(args.data_dir, "multi30k_test_2016_flickr", args.rows)
     sources = [en for en, _ in pairs]
     refs = [de for _, de in pairs]
     if args.hypotheses:

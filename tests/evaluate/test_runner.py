@@ -78,6 +78,9 @@ def test_report_files_tables_plots_and_hard_examples(tmp_path: Path):
     # B (degraded on half the sentences) is compared with A on every shared task
     bleu = next(c for c in result.report.comparisons if c.metric == "bleu")
     assert bleu.b < bleu.a and bleu.n == len(SENTS)
+    from taskloop.evaluate.report import verdict
+
+    assert not bleu.significant and verdict(bleu) == "B worse"  # p is one-sided: B better
     # the hard examples are task rows the loader reads back
     from taskloop.data.loader import load_file
 
@@ -96,4 +99,21 @@ def test_nothing_to_compare_is_an_error(tmp_path: Path):
     a = Loaded(items=[i for i in _items() if i.task == "qa"], label="A")
     b = Loaded(items=[i for i in _items() if i.task == "translate"], label="B")
     with pytest.raises(EvalInputError, match="nothing to compare"):
-        evaluate(a, b=b, options=EvalOptions(resamples=0, quality=False, plots=False))
+        evaluate(a, b=b, options=EvalOptions(resamples=10, quality=False, plots=False))
+
+
+def test_comparing_without_resamples_says_what_to_pass():
+    from taskloop.evaluate.errors import EvaluateError
+
+    a = Loaded(items=_items(), label="A")
+    with pytest.raises(EvaluateError, match="needs bootstrap resamples") as err:
+        evaluate(a, b=a, options=EvalOptions(resamples=0, quality=False, plots=False))
+    assert "--resamples" in (err.value.hint or "")
+
+
+def test_skipped_items_are_counted_not_scored():
+    items = [*_items(), EvalItem(task="summarize", id="s", source="d", status="skipped")]
+    result = evaluate(Loaded(items=items, label="A"),
+                      options=EvalOptions(resamples=0, quality=False, plots=False))  # fmt: skip
+    assert [t.task for t in result.report.tasks] == ["qa", "translate"]
+    assert any("1 summarize" in n for n in result.report.notes)

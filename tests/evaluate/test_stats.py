@@ -122,3 +122,9 @@ def test_paired_bootstrap_errors_and_tiny_inputs() -> None:
     one = paired_bootstrap([1.0], [2.0])
     assert one.delta == 1.0 and one.low is None and one.p_value == 1.0
     assert Mean(np.array([1.0, 3.0])).n == 2
+
+
+def test_zero_resamples_gives_the_value_without_an_interval() -> None:
+    """resamples=0: the mean of [1, 2, 3] is 2 and there is no interval to report."""
+    iv = bootstrap_ci([1.0, 2.0, 3.0], resamples=0)
+    assert iv.value == 2.0 and iv.low is None and iv.high is None

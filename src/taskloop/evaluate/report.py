@@ -77,15 +77,28 @@ def _signed(value: float) -> str:
     return f"{value:+.4g}"
 
 
-def b_better(c: Comparison) -> bool:
-    """Whether B beat A (TER: lower is better)."""
-    return c.delta > 0 if c.higher_is_better else c.delta < 0
+def b_worse(c: Comparison) -> bool:
+    """Whether B is clearly worse: the whole interval of B − A lies on the worse side.
+
+    ``p_value`` is one-sided (B better), which is the question a promotion asks; a
+    report also wants to show a clear regression, hence the interval test.
+    """
+    if c.low is None or c.high is None:
+        return False
+    return c.high < 0 if c.higher_is_better else c.low > 0
 
 
 def verdict(c: Comparison) -> str:
-    if not c.significant:
-        return "no significant difference"
-    return "B better" if b_better(c) else "B worse"
+    if c.significant:
+        return "B better"
+    return "B worse" if b_worse(c) else "no significant difference"
+
+
+def tone(c: Comparison | None) -> str:
+    """The CSS class of a comparison: good (B better), bad (B worse) or muted."""
+    if c is None:
+        return ""
+    return "good" if c.significant else "bad" if b_worse(c) else "muted"
 
 
 def render_evaluation(report: EvalReport, plots: Mapping[str, Sequence[Plot]]) -> str:
@@ -104,7 +117,7 @@ def render_evaluation(report: EvalReport, plots: Mapping[str, Sequence[Plot]]) -
         interval=_interval,
         pair=_pair,
         signed=_signed,
-        better=b_better,
+        tone=tone,
         verdict=verdict,
         comparison=lambda task, metric: by_metric.get((task, metric)),
     )

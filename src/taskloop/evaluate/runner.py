@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from taskloop import __version__, progress
 from taskloop.data.records import TASKS, TaskName
-from taskloop.evaluate.errors import EvalInputError
+from taskloop.evaluate.errors import EvalInputError, EvaluateError
 from taskloop.evaluate.items import Loaded
 from taskloop.evaluate.records import EvalItem, EvalReport, TaskEval
 from taskloop.evaluate.report import Plot
@@ -141,6 +141,11 @@ def evaluate(
 
     opts = options or EvalOptions()
     started = time.perf_counter()
+    if b is not None and opts.resamples < 1:
+        raise EvaluateError(
+            "comparing two versions needs bootstrap resamples (resamples is 0)",
+            hint="use --resamples 1000",
+        )
     a, b = _scoreable(a), _scoreable(b) if b is not None else None
     if not a.items:
         raise EvalInputError(

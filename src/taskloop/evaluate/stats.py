@@ -130,15 +130,17 @@ def bootstrap_ci(
 ) -> Interval:
     """Percentile bootstrap interval of a statistic (or of the mean of per-item values).
 
+    ``resamples=0`` gives the value alone (no interval), for when only numbers are wanted.
+
     Raises:
         MetricError: no items, values that are not finite, or bad resamples/confidence.
     """
-    _check(resamples, confidence)
+    _check(max(1, resamples), confidence)
     stat = as_statistic(data)
     if stat.n == 0:
         raise MetricError("bootstrap of an empty set", hint="score at least one item")
     value = _full(stat)
-    if stat.n < 2:
+    if stat.n < 2 or resamples == 0:
         return Interval(value, None, None, confidence, stat.n, 0)
     scores = stat(resample_weights(stat.n, resamples, seed))
     low, high = _percentiles(scores, confidence)
