@@ -30,6 +30,13 @@ def read_zip(data: bytes) -> dict[str, bytes]:
         return {info.filename: zf.read(info) for info in zf.infolist()}
 
 
+@pytest.fixture(autouse=True)
+def _own_taskloop_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Every test gets its own TASKLOOP_HOME: state a developer left in ./.taskloop (tuned
+    thresholds, a registry) must not change what a test sees."""
+    monkeypatch.setenv("TASKLOOP_HOME", str(tmp_path_factory.mktemp("taskloop-home")))
+
+
 @pytest.fixture
 def small_files() -> dict[str, bytes]:
     return {

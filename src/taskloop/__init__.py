@@ -5,8 +5,10 @@ The blob codec's entry points that existing scripts call are also reachable from
 in :mod:`taskloop.blob` and are imported on first use. ``taskloop.run`` is the main
 job (:func:`taskloop.pipeline.run`); :func:`taskloop.train.loop.train` fine-tunes.
 The training stack's legacy names (``clean_labels``, ``data_augmentation``, ``curriculum_learning``,
-``knowledge_distillation``, ``model_pruning``, ``quantize_model``) live where their
-concern lives (:mod:`taskloop.data`, :mod:`taskloop.models`) and are reachable here too.
+``knowledge_distillation``, ``model_pruning``, ``quantize_model``) and evaluation's
+(``threshold_tuning``, ``feature_selection``) live where their concern lives
+(:mod:`taskloop.data`, :mod:`taskloop.models`, :mod:`taskloop.evaluate`) and are
+reachable here too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _REEXPORTS = {
     "knowledge_distillation": "taskloop.models.distill",
     "model_pruning": "taskloop.models.prune",
     "quantize_model": "taskloop.models.quantize",
+    "threshold_tuning": "taskloop.evaluate.thresholds",
 }
 
 __all__ = ["__version__", *_REEXPORTS]

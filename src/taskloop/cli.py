@@ -13,6 +13,7 @@ from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.evaluate.cli import register as register_evaluate
+from taskloop.evaluate.thresholds_cli import app as thresholds_app
 from taskloop.log import configure
 from taskloop.models.compress_cli import app as compress_app
 from taskloop.models.registry_cli import app as models_app
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(blob_app, name="blob")
 app.add_typer(models_app, name="models")
 app.add_typer(compress_app, name="compress")
+app.add_typer(thresholds_app, name="thresholds")
 register_run(app)
 register_train(app)
 register_tune(app)

@@ -16,7 +16,10 @@ Each summary sentence is checked four ways, and every check says what it found:
   either its coverage clears :data:`COVERAGE_MIN` or its similarity is high enough to
   count as a paraphrase (:data:`PARAPHRASE_SIMILARITY`).
 - entailment (only with an NLI model): the probability that the source passages closest
-  to the sentence entail it must reach :data:`ENTAILMENT_MIN`.
+  to the sentence entail it must reach :data:`ENTAILMENT_MIN`, or the
+  ``summarize.factuality`` threshold tuned for that NLI model when one is saved (on the
+  summary's lowest sentence entailment, :attr:`FactCheck.entailment_score`; see
+  docs/thresholds.md).
 
 The thresholds were set on 300 DialogSum *dev* dialogues: 93.6% of the sentences of
 their human summaries are supported against their own dialogue and 0.8% of the
@@ -28,6 +31,7 @@ words) pass, because MiniLM embeddings and word overlap hardly see word order.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Sequence
@@ -38,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from taskloop.data.records import Check
+from taskloop.evaluate.thresholds import SUMMARIZE_FACTUALITY, tuned_threshold
 from taskloop.models.encoder import Encoder
 from taskloop.models.errors import ModelKindError
 from taskloop.models.loader import ModelSpec, load_model
@@ -49,6 +54,8 @@ COVERAGE_MIN = 0.4
 ENTAILMENT_MIN = 0.5
 WINDOW = 3  # consecutive source sentences compared as one passage (summaries merge turns)
 PREMISE_SENTENCES = 3  # source sentences (closest first, put in document order) per NLI premise
+# What a tuned ``summarize.factuality`` threshold is on (higher = more supported).
+FACTUALITY_SCORE = "lowest sentence entailment probability"
 
 # Words a summary uses to report a conversation or article, not facts taken from it:
 # "#Person1# asks #Person2# ..." must not count "asks" as an invented fact.
@@ -94,7 +101,10 @@ class SentenceCheck:
 class FactCheck:
     """The verdict on one summary: supported when every sentence is.
 
-    ``score`` is the share of supported sentences (0 for an empty summary).
+    ``score`` is the share of supported sentences (0 for an empty summary);
+    ``entailment_score`` is the lowest sentence entailment probability as the entailment
+    check compares it (rounded to 4 places; None without an NLI model): the check passes
+    when it reaches ``entailment_min``.
     """
 
     supported: bool
@@ -102,6 +112,8 @@ class FactCheck:
     sentences: list[SentenceCheck]
     entailment_model: str | None = None
     notes: list[str] = field(default_factory=list)  # premises cut to the NLI window
+    entailment_score: float | None = None
+    entailment_min: float = ENTAILMENT_MIN
 
     @property
     def unsupported(self) -> list[SentenceCheck]:
@@ -122,6 +134,20 @@ class NLIModel:
     window: int
     device: str
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    entailment_min: float = ENTAILMENT_MIN  # a sentence is entailed at this probability
+    threshold_source: str = "default"  # or "tuned: FILE"
+
+
+def with_tuned_threshold(nli: NLIModel) -> NLIModel:
+    """``nli`` with the ``summarize.factuality`` threshold saved for it, if there is one.
+
+    Raises:
+        ThresholdError: the saved thresholds file is corrupt or for another score.
+    """
+    tuned = tuned_threshold(SUMMARIZE_FACTUALITY, nli.name, score_name=FACTUALITY_SCORE)
+    if tuned is None:
+        return nli
+    return dataclasses.replace(nli, entailment_min=tuned.value, threshold_source=tuned.source)
 
 
 _nli: dict[tuple[str, str], NLIModel] = {}
@@ -338,8 +364,8 @@ def check_summary(
                     f"< {PARAPHRASE_SIMILARITY}"
                 )
         e = ent[i]
-        if e is not None and e < ENTAILMENT_MIN:
-            reasons.append(f"entailment {e:.2f} < {ENTAILMENT_MIN}")
+        if e is not None and nli is not None and e < nli.entailment_min:
+            reasons.append(f"entailment {e:.2f} < {nli.entailment_min:.4g}")
         checks.append(
             SentenceCheck(
                 text=text,
@@ -362,6 +388,10 @@ def check_summary(
         sentences=checks,
         entailment_model=nli.name if nli else None,
         notes=notes,
+        entailment_score=min(
+            (c.entailment for c in checks if c.entailment is not None), default=None
+        ),
+        entailment_min=nli.entailment_min if nli else ENTAILMENT_MIN,
     )
 
 
@@ -436,14 +466,14 @@ def to_checks(fc: FactCheck) -> list[Check]:
         low = [
             f"{_where(i, s.text)}: {s.entailment:.2f}"
             for i, s in sents
-            if s.entailment is not None and s.entailment < ENTAILMENT_MIN
+            if s.entailment is not None and s.entailment < fc.entailment_min
         ]
         out.append(
             _check(
                 "entailment", fc, low,
                 f"every sentence entailed by {fc.entailment_model} (lowest "
                 f"{min(values, default=0.0):.2f})",
-                f"not entailed (< {ENTAILMENT_MIN}) by {fc.entailment_model}: ",
+                f"not entailed (< {fc.entailment_min:.4g}) by {fc.entailment_model}: ",
             )
         )  # fmt: skip
     return out

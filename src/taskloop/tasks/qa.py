@@ -8,10 +8,13 @@ Which path runs is decided per file by ``FileOptions.model`` and ``mode``:
   answer-type heuristic from the wh-word, nearness to the question's words in the
   sentence, a short-span prior and the span's own similarity to the question. No
   answer ("", SQuAD v2) when no sentence reaches a cosine of ``no_answer_threshold``
-  (default :data:`NO_ANSWER_THRESHOLD`).
+  (the file's option, else a ``qa.no_answer`` threshold tuned for the encoder with
+  ``taskloop thresholds qa``, else :data:`NO_ANSWER_THRESHOLD`).
 * a ``*ForQuestionAnswering`` model: start/end logits over (question, context) windows
   with a doc stride, the best valid span across windows, and SQuAD v2's null score
-  (the CLS position) for no answer.
+  (the CLS position) for no answer: "" when the null score beats the best span, or,
+  with a ``qa.no_answer`` threshold tuned for the model, when null score minus best
+  span score reaches it.
 * a seq2seq or causal model (or ``mode`` "generative"; "abstractive" and "hybrid" are
   read as "generative" here): the prompt ``question: … context: …``; a context that does
   not fit the window is reduced to the retrieved sentences that fit, and that is
@@ -20,7 +23,10 @@ Which path runs is decided per file by ``FileOptions.model`` and ``mode``:
 Every prediction carries checks (the answer is a span of the context, non-empty unless
 no-answer, supported by the context for generated answers, a sane length) and details:
 ``start``/``end`` character offsets (None when not a span), ``confidence``, ``evidence``
-(the sentence the answer came from), ``no_answer``.
+(the sentence the answer came from), ``no_answer``; the extractive paths add
+``no_answer_score`` (higher = more likely no answer; what ``qa.no_answer`` thresholds),
+``threshold`` and ``threshold_source`` ("option", "tuned: FILE" or "default"). See
+docs/thresholds.md.
 
 Measured on the 626-question SQuAD v2 sample: ``benchmarks/qa_quality.py``.
 """
@@ -41,6 +47,7 @@ import numpy as np
 from taskloop.data.records import Check, Prediction, QAExample, Where, status_from_checks
 from taskloop.errors import ExitStatus, TaskloopError
 from taskloop.evaluate.metrics import exact_match, normalize_answer, token_f1
+from taskloop.evaluate.thresholds import QA_NO_ANSWER, tuned_threshold
 from taskloop.log import step
 from taskloop.models.encoder import Encoder
 from taskloop.models.generate import count_tokens, generate
@@ -64,6 +71,9 @@ logger = logging.getLogger("taskloop.tasks.qa")
 # asked of the other article's contexts). The F1-optimal threshold on that sample
 # (~0.9) would answer 2% of questions; see benchmarks/qa_quality.py.
 NO_ANSWER_THRESHOLD = 0.40
+# What a tuned ``qa.no_answer`` threshold is on, per path (higher = more likely no answer).
+EXTRACTIVE_NO_ANSWER_SCORE = "-best sentence cosine"
+HEAD_NO_ANSWER_SCORE = "null score - best span score"
 LEXICAL_WEIGHT = 0.3  # weight of the share of question content words a sentence holds
 TOP_SENTENCES = 2  # spans are sought in this many best-ranked sentences
 MAX_SPAN_WORDS = 8
@@ -111,6 +121,7 @@ class Answer:
     evidence: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     truncation: list[str] = field(default_factory=list)
+    no_answer_score: float | None = None  # higher = more likely no answer (unrounded)
 
 
 # --------------------------------------------------------------------------- run
@@ -170,17 +181,12 @@ def _answer(
                 "or drop `mode` to use the offline extractive default",
             )
         encoder = ctx.resources.encoder()
-        threshold = (
-            opts.no_answer_threshold
-            if opts.no_answer_threshold is not None
-            else NO_ANSWER_THRESHOLD
-        )
+        threshold, source = _extractive_threshold(opts.no_answer_threshold, encoder.name)
         with step("qa.generate", items=len(items), path="extractive-default"):
-            return (
-                "extractive",
-                encoder.name,
-                answer_extractive(items, encoder, threshold=threshold),
-            )
+            found = answer_extractive(items, encoder, threshold=threshold)
+        for ans in found:
+            ans.extra["threshold_source"] = source
+        return "extractive", encoder.name, found
     lm = ctx.resources.model(opts.model)
     if lm.kind == "qa":
         if wants_generative:
@@ -189,8 +195,15 @@ def _answer(
                 "extractive question-answering model",
                 hint="drop `mode` (or set it to extractive), or pass a seq2seq model",
             )
+        tuned = tuned_threshold(QA_NO_ANSWER, opts.model, score_name=HEAD_NO_ANSWER_SCORE)
+        null_threshold = None if tuned is None else tuned.value
         with step("qa.generate", items=len(items), path="qa-head", model=lm.name):
-            return "extractive", lm.describe(), answer_qa_model(items, lm, ctx)
+            answers = answer_qa_model(items, lm, ctx, null_threshold=null_threshold)
+        for got in answers:
+            if isinstance(got, Answer):
+                got.extra["threshold"] = 0.0 if tuned is None else tuned.value
+                got.extra["threshold_source"] = "default" if tuned is None else tuned.source
+        return "extractive", lm.describe(), answers
     if lm.kind in ("seq2seq", "causal"):
         if opts.mode == "extractive":
             raise _ConfigError(
@@ -206,6 +219,19 @@ def _answer(
         hint="pass a *ForQuestionAnswering or seq2seq model, or drop `model` to use the "
         "offline extractive default",
     )
+
+
+def _extractive_threshold(option: float | None, encoder: str) -> tuple[float, str]:
+    """The cosine under which the default abstains, and where it came from: the file's
+    option, else a ``qa.no_answer`` threshold tuned for this encoder, else the default."""
+    if option is not None:
+        return option, "option"
+    tuned = tuned_threshold(QA_NO_ANSWER, encoder, score_name=EXTRACTIVE_NO_ANSWER_SCORE)
+    if tuned is None:
+        return NO_ANSWER_THRESHOLD, "default"
+    # Tuned on -cosine (abstain when -cosine >= t, as in tuning); this path abstains when
+    # cosine < threshold, and the next float above -t makes the two agree exactly.
+    return math.nextafter(-tuned.value, math.inf), tuned.source
 
 
 class _ConfigError(TaskloopError):
@@ -425,6 +451,7 @@ def answer_extractive(
                     evidence=sents[best_sent].text,
                     extra={**extra, "why": why},
                     truncation=cuts,
+                    no_answer_score=-similarity,
                 )
             )
             continue
@@ -443,6 +470,7 @@ def answer_extractive(
                 evidence=sents[best.sentence].text,
                 extra=extra,
                 truncation=cuts,
+                no_answer_score=-similarity,
             )
         )
     return out
@@ -464,7 +492,11 @@ class _Window:
 
 
 def answer_qa_model(
-    examples: Sequence[QAExample], lm: LoadedModel, ctx: TaskContext
+    examples: Sequence[QAExample],
+    lm: LoadedModel,
+    ctx: TaskContext,
+    *,
+    null_threshold: float | None = None,
 ) -> list[Answer | str]:
     """Start/end logits over doc-stride windows; the best span, or "" by the null score.
 
@@ -472,6 +504,10 @@ def answer_qa_model(
     most ``QA_MAX_ANSWER_TOKENS`` tokens. The best span across an example's windows is
     compared with the smallest null score (start and end at the CLS position) across
     them, as the SQuAD v2 reference does with a null threshold of 0.
+
+    Args:
+        null_threshold: a tuned threshold: "" when null score minus best span score
+            reaches it (``math.inf`` never abstains); None: "" when the null score wins.
     """
     import torch
 
@@ -524,7 +560,7 @@ def answer_qa_model(
             zip(windows[w : w + count], starts[w : w + count], ends[w : w + count], strict=True)
         )
         w += count
-        results.append(_best_qa_span(ex, item_windows, max_len, stride))
+        results.append(_best_qa_span(ex, item_windows, max_len, stride, null_threshold))
     return results
 
 
@@ -562,7 +598,11 @@ def _qa_windows(
 
 
 def _best_qa_span(
-    ex: QAExample, windows: list[tuple[_Window, np.ndarray, np.ndarray]], max_len: int, stride: int
+    ex: QAExample,
+    windows: list[tuple[_Window, np.ndarray, np.ndarray]],
+    max_len: int,
+    stride: int,
+    null_threshold: float | None = None,
 ) -> Answer:
     best: tuple[float, int, int, float] | None = None  # score, start char, end char, prob
     null_score, null_prob = math.inf, 0.0
@@ -598,11 +638,23 @@ def _best_qa_span(
             f"overlapping windows ({stride} tokens of overlap); the best span across them is kept"
         )
     extra: dict[str, Any] = {"windows": len(windows), "null_score": round(null_score, 4)}
-    if best is None or null_score > best[0]:
+    diff = None if best is None else null_score - best[0]
+    if best is None or (
+        null_score > best[0] if null_threshold is None else null_score - best[0] >= null_threshold
+    ):
         if best is not None:
             extra["best_span_score"] = round(best[0], 4)
+        if diff is not None and null_threshold is not None:
+            extra["why"] = (
+                f"null score - best span score {diff:.4f} >= tuned threshold {null_threshold:.4f}"
+            )
         return Answer(
-            "", no_answer=True, confidence=round(null_prob, 4), extra=extra, truncation=notes
+            "",
+            no_answer=True,
+            confidence=round(null_prob, 4),
+            extra=extra,
+            truncation=notes,
+            no_answer_score=diff,
         )
     span_score, start, end, prob = best
     extra["span_score"] = round(span_score, 4)
@@ -614,6 +666,7 @@ def _best_qa_span(
         evidence=_sentence_at(ex.context, start),
         extra=extra,
         truncation=notes,
+        no_answer_score=diff,
     )
 
 
@@ -787,6 +840,8 @@ def _prediction(ex: QAExample, ans: Answer, mode: str, model: str | None) -> Pre
         "no_answer": ans.no_answer,
         **ans.extra,
     }
+    if ans.no_answer_score is not None:
+        details["no_answer_score"] = ans.no_answer_score
     return Prediction(
         id=ex.id,
         task="qa",

@@ -29,7 +29,8 @@ hybrid
 
 Every summary, whatever its mode, is fact-checked and gets the checks
 ``numbers_supported``, ``names_supported``, ``content_supported``, ``entailment`` (with
-``FileOptions.entailment_model``) and ``length``.
+``FileOptions.entailment_model``; its threshold is the ``summarize.factuality`` one tuned
+for that NLI model when saved, see docs/thresholds.md) and ``length``.
 """
 
 from __future__ import annotations
@@ -539,7 +540,9 @@ def run(examples: Sequence[SummarizeExample], ctx: TaskContext) -> list[Predicti
         try:
             encoder = ctx.resources.encoder()
             nli = (
-                factcheck.load_nli(opts.entailment_model, device=ctx.resources.device)
+                factcheck.with_tuned_threshold(
+                    factcheck.load_nli(opts.entailment_model, device=ctx.resources.device)
+                )
                 if opts.entailment_model
                 else None
             )
@@ -654,6 +657,12 @@ def _predict(
     fc, checks = _verify(output, doc, encoder, nli, checked)
     truncation.extend(fc.notes)
     details["factcheck"] = factcheck.as_details(fc)
+    if nli is not None:  # what summarize.factuality thresholds, and with what
+        details["factuality"] = {
+            "score": fc.entailment_score,
+            "threshold": nli.entailment_min,
+            "threshold_source": nli.threshold_source,
+        }
     scores = {
         "factcheck": round(fc.score, 4),
         "length_ratio": round(len(words(output)) / max(len(words(doc)), 1), 4),
