@@ -30,6 +30,7 @@ _REEXPORTS = {
     "model_pruning": "taskloop.models.prune",
     "quantize_model": "taskloop.models.quantize",
     "threshold_tuning": "taskloop.evaluate.thresholds",
+    "feature_selection": "taskloop.evaluate.features",
 }
 
 __all__ = ["__version__", *_REEXPORTS]

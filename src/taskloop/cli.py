@@ -13,6 +13,7 @@ from taskloop.blob.cli import blob_app
 from taskloop.cliutil import EPILOG, handle_errors, progress_bars
 from taskloop.config import Settings
 from taskloop.evaluate.cli import register as register_evaluate
+from taskloop.evaluate.explain_cli import register as register_explain
 from taskloop.evaluate.thresholds_cli import app as thresholds_app
 from taskloop.log import configure
 from taskloop.models.compress_cli import app as compress_app
@@ -39,6 +40,7 @@ register_run(app)
 register_train(app)
 register_tune(app)
 register_evaluate(app)
+register_explain(app)
 
 
 def _version(value: bool) -> None:
