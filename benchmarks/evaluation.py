@@ -6,7 +6,7 @@ sacrebleu alone in the same run"::
 
     python benchmarks/evaluation.py                      # 1,000 Multi30k test2016 pairs
     python benchmarks/evaluation.py --report docs/samples/evaluation   # + the sample report
-    python benchmarks/evaluation.py --smoke              # 50 pairs, few resamples (< 60 s)
+    python benchmarks/evaluation.py --smoke              # 50 pairs, 10-step model (< 60 s)
 
 The translations are real model outputs: the small Marian en→de model that
 ``benchmarks/compression.py`` trains on Multi30k with taskloop's own loop (cached under
@@ -72,7 +72,10 @@ def translations(sources: list[str], args: argparse.Namespace) -> tuple[list[str
     from taskloop.train.evaluation import generate_texts
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    folder = args.model or trained_model(compression_args(["--work", str(args.work)]))
+    smoke = ["--smoke"] if args.smoke else []  # a 10-step model: the code path, not quality
+    folder = args.model or trained_model(
+        compression_args(["--work", str(args.work), "--data-dir", str(args.data_dir), *smoke])
+    )
     lm = load_model(str(folder))
     out = []
     for beams in (1, 4):

@@ -126,8 +126,41 @@ def test_compression_benchmark_runs(tmp_path: Path, shared_data: Path) -> None:
     assert "model: reusing" in again
 
 
+def test_evaluation_benchmark_runs(tmp_path: Path, shared_data: Path) -> None:
+    """The timing table, the metric table and the sample report (A greedy vs B beam 4)."""
+    report = tmp_path / "report"
+    out = _run_benchmark(
+        "evaluation.py", "--smoke", "--data-dir", str(shared_data / "translation"),
+        "--work", str(tmp_path), "--report", str(report),
+    )  # fmt: skip
+    assert "| evaluation of 50 pairs | seconds | ms per pair | × sacrebleu BLEU alone |" in out
+    assert "| sacrebleu corpus BLEU alone (baseline) |" in out
+    assert "| taskloop: every metric (+ diversity, factuality) |" in out
+    assert "| bleu |" in out and "nrefs:1|case:mixed" in out
+    html = (report / "report.html").read_text()
+    assert "greedy vs beam 4" in html and 'id="comparisons"' in html
+    assert (report / "plots" / "translate-a-vs-b.png").is_file()
+
+
+def test_ensemble_benchmark_runs(shared_data: Path) -> None:
+    """Both tables print with every ensemble rule and the oracle, on a few items."""
+    out = _run_benchmark(
+        "ensemble.py", "--data-dir", str(shared_data), "--limit", "8", "--qa-limit", "20"
+    )
+    assert "| data | system | n | R-1 | R-2 | R-L | Δ R-L vs best member | picked % |" in out
+    for system in (
+        "MBR, ROUGE-L",
+        "vote (ties: expected ROUGE-L)",
+        "oracle (best member per item, R-L)",
+    ):
+        assert f"| DialogSum test | {system} | 8 |" in out
+    assert "| SQuAD v2 sample | vote (ties: member order) | 20 |" in out
+
+
 def test_new_benchmarks_help() -> None:
     for name, options in (
+        ("evaluation.py", ("--rows", "--resamples", "--report", "--hypotheses", "--smoke")),
+        ("ensemble.py", ("--limit", "--qa-limit", "--data-dir")),
         ("train_throughput.py", ("--rows", "--steps", "--tokens", "--device", "--smoke")),
         ("compression.py", ("--model", "--work", "--eval-rows", "--train-steps", "--smoke")),
     ):

@@ -17,6 +17,7 @@ from taskloop.evaluate.explain_cli import register as register_explain
 from taskloop.evaluate.thresholds_cli import app as thresholds_app
 from taskloop.log import configure
 from taskloop.models.compress_cli import app as compress_app
+from taskloop.models.ensemble_cli import register as register_ensemble
 from taskloop.models.registry_cli import app as models_app
 from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
@@ -41,6 +42,7 @@ register_train(app)
 register_tune(app)
 register_evaluate(app)
 register_explain(app)
+register_ensemble(app)
 
 
 def _version(value: bool) -> None:
