@@ -253,7 +253,7 @@ def _label_input(ex: Example) -> tuple[str, tuple[str, ...]]:
 # --- language and script ---------------------------------------------------------------
 
 # Expected scripts of a language's letters (names as in coverage.SCRIPTS).
-_LANG_SCRIPTS: dict[str, frozenset[str]] = {
+LANG_SCRIPTS: dict[str, frozenset[str]] = {
     **{
         lang: frozenset({"LATIN"})
         for lang in (  # noqa: SIM905 - a code list reads better as prose
@@ -373,7 +373,7 @@ def _script_share(text: str, expected: frozenset[str]) -> tuple[float, int, Coun
     return (inside / total if total else 1.0), total, scripts
 
 
-def _language_problem(text: str, lang: str | None, scripts: frozenset[str] | None) -> str | None:
+def language_problem(text: str, lang: str | None, scripts: frozenset[str] | None) -> str | None:
     """Why ``text`` is not in ``lang`` (or not in ``scripts``), None when it may be."""
     if scripts:
         share, letters, found = _script_share(text, scripts)
@@ -486,7 +486,7 @@ def _row_rules(
         return (ex.model_copy(update={"answers": answers}) if answers != ex.answers else ex), None
     doc = _bare(ex.document)
     lang = _iso(default_lang)
-    scripts = _LANG_SCRIPTS.get(lang or "")
+    scripts = LANG_SCRIPTS.get(lang or "")
     if lang is None:
         # A summary is in the language and script of its document.
         lang = detect_language(ex.document)
@@ -497,7 +497,7 @@ def _row_rules(
         ("copied_source", lambda s: _bare(s) != doc, "the summary repeats the document"),
         (
             "wrong_language",
-            lambda s: _language_problem(s, lang, scripts) is None,
+            lambda s: language_problem(s, lang, scripts) is None,
             "summary in another language or script",
         ),
         (
@@ -564,10 +564,10 @@ def _translate_problem(
     if "wrong_language" in active and context is not None:
         file = ex.where.file
         lang = _iso(ex.target_lang) or _iso(default_lang) or context.target_lang.get(file)
-        scripts = _LANG_SCRIPTS.get(lang or "")
+        scripts = LANG_SCRIPTS.get(lang or "")
         if scripts is None and file in context.target_script:
             scripts = frozenset({context.target_script[file]})
-        problem = _language_problem(target, lang, scripts)
+        problem = language_problem(target, lang, scripts)
         if problem:
             return "wrong_language", f"target: {problem}"
     if "length_ratio" in active:

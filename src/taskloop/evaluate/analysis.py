@@ -129,22 +129,22 @@ def _hallucinated_number(item: EvalItem) -> bool:
             for d in readings
         )
     if item.task in ("qa", "summarize"):
-        from taskloop.tasks.factcheck import _sentence_numbers
+        from taskloop.tasks.factcheck import sentence_numbers
 
-        return bool(_sentence_numbers(item.prediction) - set(numbers(_qa_source(item))))
+        return bool(sentence_numbers(item.prediction) - set(numbers(_qa_source(item))))
     return False
 
 
 def _hallucinated_entity(item: EvalItem) -> bool:
     if item.task not in ("qa", "summarize"):
         return False
-    from taskloop.tasks.factcheck import _name_supported
+    from taskloop.tasks.factcheck import name_supported
 
     source = _qa_source(item)
     source_lower = source.lower()
     source_words = {w.lower() for w in _WORD.findall(source)}
     return any(
-        not _name_supported(n, source_words, source_lower)
+        not name_supported(n, source_words, source_lower)
         for n in dict.fromkeys(names(item.prediction))
     )
 
@@ -156,11 +156,11 @@ def _wrong_language(item: EvalItem) -> bool:
         return True
     if not item.target_lang or not item.prediction.strip():
         return False
-    from taskloop.data.cleaning import _LANG_SCRIPTS, _language_problem
+    from taskloop.data.cleaning import LANG_SCRIPTS, language_problem
     from taskloop.tasks.translate import iso
 
     lang = iso(item.target_lang)
-    return _language_problem(item.prediction, lang, _LANG_SCRIPTS.get(lang or "")) is not None
+    return language_problem(item.prediction, lang, LANG_SCRIPTS.get(lang or "")) is not None
 
 
 def _failed_test(item: EvalItem) -> bool:

@@ -128,7 +128,7 @@ def _facts(text: str, with_names: bool) -> list[tuple[str, str]]:
 
 
 def _supported_by_rules(output: str, source: str, with_names: bool) -> Factuality | None:
-    from taskloop.tasks.factcheck import _name_supported
+    from taskloop.tasks.factcheck import name_supported
 
     facts = _facts(output, with_names)
     if not facts:
@@ -142,7 +142,7 @@ def _supported_by_rules(output: str, source: str, with_names: bool) -> Factualit
         if (
             fact not in source_numbers
             if kind == "number"
-            else not _name_supported(fact, source_words, source_lower)
+            else not name_supported(fact, source_words, source_lower)
         )
     ]
     return Factuality(

@@ -573,7 +573,9 @@ def qa_no_answer_scores(
     from taskloop.tasks import qa
     from taskloop.tasks.context import FileOptions, Resources, TaskContext
 
-    items = [ex for ex in examples if not qa._malformed(ex) and qa.gold_answers(ex) is not None]
+    items = [
+        ex for ex in examples if not qa.why_not_answerable(ex) and qa.gold_answers(ex) is not None
+    ]
     skipped = len(examples) - len(items)
     if not items:
         raise ThresholdError(

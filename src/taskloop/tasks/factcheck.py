@@ -246,12 +246,12 @@ def _content_stems(text: str) -> list[tuple[str, str]]:
     return [(w, stem(w)) for w in content_words(text) if not _DIGIT.search(w) and not numbers(w)]
 
 
-def _sentence_numbers(text: str) -> set[str]:
+def sentence_numbers(text: str) -> set[str]:
     """The numbers of a summary sentence; the word "one" is a pronoun too often to count."""
     return set(numbers(_ONE.sub(" ", text)))
 
 
-def _name_supported(name: str, source_words: set[str], source_lower: str) -> bool:
+def name_supported(name: str, source_words: set[str], source_lower: str) -> bool:
     """A name is in the source if it occurs whole, or any non-title part of it does."""
     name = _POSSESSIVE.sub("", name)  # "Adam's" is Adam
     if re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", source_lower):
@@ -332,11 +332,11 @@ def check_summary(
 
     checks = []
     for i, (text, body) in enumerate(zip(sentences, bodies, strict=True)):
-        bad_numbers = sorted(_sentence_numbers(body) - source_numbers, key=_num_key)
+        bad_numbers = sorted(sentence_numbers(body) - source_numbers, key=_num_key)
         bad_names = [
             n
             for n in dict.fromkeys(names(text))
-            if not _name_supported(n, source_words, source_lower)
+            if not name_supported(n, source_words, source_lower)
         ]
         stems = _content_stems(body)
         counted = [(w, s) for w, s in stems if s not in _reporting_stems()]

@@ -134,7 +134,7 @@ def run(examples: Sequence[QAExample], ctx: TaskContext) -> list[Prediction]:
     valid: list[int] = []
     with step("qa.prepare", items=len(examples)) as info:
         for i, ex in enumerate(examples):
-            problem = _malformed(ex)
+            problem = why_not_answerable(ex)
             if problem:
                 preds[i] = _failed(ex, i, ctx, problem)
             else:
@@ -241,7 +241,7 @@ class _ConfigError(TaskloopError):
     exit_status = ExitStatus.USAGE
 
 
-def _malformed(ex: object) -> str:
+def why_not_answerable(ex: object) -> str:
     """Why ``ex`` cannot be answered at all ("" when it can)."""
     if not isinstance(ex, QAExample):
         return f"not a QA example ({type(ex).__name__}): give `question` and `context`"
