@@ -63,3 +63,22 @@ def test_human_bytes():
         "2.5 MB",
         "3000.0 GB",
     ]
+
+
+def test_records_follow_stderr_when_it_is_swapped(monkeypatch, capsys):
+    """A CLI runner swaps sys.stderr and closes its copy: later records must go to the
+    stderr of their time, not fail on the closed stream."""
+    import io
+    import sys
+
+    from taskloop.log import configure, logger
+
+    swapped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", swapped)
+    configure(fmt="text")
+    logger.info("first")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    swapped.close()
+    logger.info("second")
+    out = sys.stderr.getvalue()
+    assert "Logging error" not in out and "second" in out

@@ -68,9 +68,23 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to ``sys.stderr`` as it is at that moment: a CLI runner (or a
+    test harness) swaps stderr and closes its copy afterwards, and a handler that kept
+    the old stream would then fail on every record ("--- Logging error ---")."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure(level: int = logging.INFO, fmt: str = "text", stream: Any = None) -> None:
-    """Send taskloop's records to ``stream`` (stderr) in ``fmt`` ("text" or "json")."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Send taskloop's records to ``stream`` (default: the current stderr) in ``fmt``
+    ("text" or "json")."""
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.handlers[:] = [handler]
     logger.setLevel(level)
