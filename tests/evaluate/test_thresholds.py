@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from taskloop.cli import app
 from taskloop.evaluate.errors import EvalInputError, ThresholdError
 from taskloop.evaluate.thresholds import (
     THRESHOLDS_FILE,
@@ -26,7 +26,6 @@ from taskloop.evaluate.thresholds import (
     thresholds_file,
     tuned_threshold,
 )
-from taskloop.evaluate.thresholds_cli import app as thresholds_app
 
 # Eight scores; the positives are 0.4, 0.6, 0.7 and 0.8 (table in test_max_f1_threshold).
 F1_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
@@ -355,17 +354,6 @@ def test_read_scores_reports_file_and_line(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ CLI
 
 
-def cli() -> typer.Typer:
-    root = typer.Typer()
-
-    @root.callback()
-    def _root() -> None:
-        pass
-
-    root.add_typer(thresholds_app, name="thresholds")
-    return root
-
-
 def test_cli_tune_saves_and_show_prints(tmp_path: Path) -> None:
     """The F1 example as JSONL: the saved threshold is 0.4 (see test_max_f1_threshold)."""
     folder = tmp_path / "model"
@@ -375,7 +363,7 @@ def test_cli_tune_saves_and_show_prints(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     runner = CliRunner()
     out = runner.invoke(
-        cli(),
+        app,
         ["thresholds", "tune", str(path), "--name", "reward.accept", "--model", str(folder)],
     )
     assert out.exit_code == 0, out.output
@@ -383,9 +371,9 @@ def test_cli_tune_saves_and_show_prints(tmp_path: Path) -> None:
     assert "0.889" in out.output and str(folder / THRESHOLDS_FILE) in out.output
     saved = load_thresholds("reward.accept", folder)
     assert saved is not None and saved.value == 0.4
-    shown = runner.invoke(cli(), ["thresholds", "show", str(folder)])
+    shown = runner.invoke(app, ["thresholds", "show", str(folder)])
     assert shown.exit_code == 0 and "reward.accept" in shown.output and "0.4" in shown.output
-    none = runner.invoke(cli(), ["thresholds", "show", "owner/other"])
+    none = runner.invoke(app, ["thresholds", "show", "owner/other"])
     assert none.exit_code == 0 and "no thresholds saved" in none.output
 
 
@@ -395,17 +383,17 @@ def test_cli_tune_multiclass_and_errors(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     runner = CliRunner()
     out = runner.invoke(
-        cli(), ["thresholds", "tune", str(path), "-n", "route", "--classes", "a,b,c", "--no-save"]
+        app, ["thresholds", "tune", str(path), "-n", "route", "--classes", "a,b,c", "--no-save"]
     )
     assert out.exit_code == 0, out.output
     assert "not saved" in out.output and "0.6" in out.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"score": 0.2, "label": 0}\n{"score": 0.3}\n')
-    out = runner.invoke(cli(), ["thresholds", "tune", str(bad), "-n", "x"])
+    out = runner.invoke(app, ["thresholds", "tune", str(bad), "-n", "x"])
     assert out.exit_code != 0 and f"{bad}:2" in out.output
     assert "Traceback" not in out.output
     one = tmp_path / "one.jsonl"
     one.write_text('{"score": 0.2, "label": 1}\n{"score": 0.3, "label": 1}\n')
-    out = runner.invoke(cli(), ["thresholds", "tune", str(one), "-n", "x"])
+    out = runner.invoke(app, ["thresholds", "tune", str(one), "-n", "x"])
     assert out.exit_code != 0 and "error[evaluate.threshold]" in out.output
     assert "hint: add validation examples" in out.output

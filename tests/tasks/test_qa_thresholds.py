@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from taskloop.cli import app
 from taskloop.evaluate.errors import ThresholdError
 from taskloop.evaluate.thresholds import (
     QA_NO_ANSWER,
@@ -24,7 +24,6 @@ from taskloop.evaluate.thresholds import (
     thresholds_file,
     tune_qa_no_answer,
 )
-from taskloop.evaluate.thresholds_cli import app as thresholds_app
 from taskloop.models.encoder import MINILM_NAME, Encoder, load_encoder
 from taskloop.tasks import qa
 from tests.tasks.test_qa import BRIDGE, VIENNA, build_tiny_bert_qa, context_for, example
@@ -162,17 +161,6 @@ ROWS = [
 ]  # fmt: skip
 
 
-def cli() -> typer.Typer:
-    root = typer.Typer()
-
-    @root.callback()
-    def _root() -> None:
-        pass
-
-    root.add_typer(thresholds_app, name="thresholds")
-    return root
-
-
 def test_thresholds_qa_on_crafted_rows(tmp_path: Path, home: Path, encoder: Encoder) -> None:
     """Off-topic questions are far from every sentence, on-topic ones close: the scores
     (-cosine) separate, so max F1 of "no answer" is 1 at the lowest unanswerable score,
@@ -186,7 +174,7 @@ def test_thresholds_qa_on_crafted_rows(tmp_path: Path, home: Path, encoder: Enco
     expected = min(found["n1"], found["n2"], found["n3"])
     assert expected > max(found["a1"], found["a2"], found["a3"])  # separable
 
-    out = CliRunner().invoke(cli(), ["thresholds", "qa", str(data), "--device", "cpu"])
+    out = CliRunner().invoke(app, ["thresholds", "qa", str(data), "--device", "cpu"])
     assert out.exit_code == 0, out.output
     th = load_thresholds(QA_NO_ANSWER, MINILM_NAME)
     assert th is not None and th.value == expected
@@ -203,7 +191,7 @@ def test_thresholds_qa_on_crafted_rows(tmp_path: Path, home: Path, encoder: Enco
 def test_thresholds_qa_errors(tmp_path: Path, tiny_qa_model: Path) -> None:
     answerable = tmp_path / "qa_only.jsonl"
     answerable.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:3]))
-    out = CliRunner().invoke(cli(), ["thresholds", "qa", str(answerable), "--device", "cpu"])
+    out = CliRunner().invoke(app, ["thresholds", "qa", str(answerable), "--device", "cpu"])
     assert out.exit_code != 0 and "error[evaluate.threshold]" in out.output
     assert "both outcomes" in out.output
     with pytest.raises(ThresholdError, match="no no-answer score"):
