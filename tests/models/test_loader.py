@@ -213,6 +213,8 @@ def test_device_and_dtype_names() -> None:
         (SimpleNamespace(architectures=["BertForQuestionAnswering"]), "qa"),
         (SimpleNamespace(architectures=["BertModel"]), "encoder"),
         (SimpleNamespace(architectures=["BertForMaskedLM"]), "encoder"),
+        (SimpleNamespace(architectures=["DebertaV2ForSequenceClassification"]), "classify"),
+        (SimpleNamespace(architectures=["LlamaForSequenceClassification"]), "classify"),
         (SimpleNamespace(architectures=None), "causal"),
     ],
 )

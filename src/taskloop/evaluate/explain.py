@@ -198,8 +198,7 @@ class Explanation:
 def load_explainable(name: str, *, device: str = "auto") -> LoadedModel:
     """Load a model that can be explained: seq2seq, causal LM or sequence classifier.
 
-    A config whose architecture is ``*ForSequenceClassification`` (a classifier or reward
-    model) is loaded as "classify"; the rest by the loader's own kind detection.
+    The loader's kind detection decides (``*ForSequenceClassification`` is "classify").
 
     Raises:
         ExplainError: the model is not found, or is of a kind that cannot be explained.
@@ -209,18 +208,12 @@ def load_explainable(name: str, *, device: str = "auto") -> LoadedModel:
 
     try:
         path = resolve(ModelSpec(name))
-        kind: Any = "auto"
-        config_file = path / "config.json"
-        if config_file.is_file():
-            archs = json.loads(config_file.read_text(encoding="utf-8")).get("architectures")
-            if any("ForSequenceClassification" in a for a in archs or []):
-                kind = "classify"
         if (path / "quantization.json").is_file():
             raise ExplainError(
                 f"model {name!r} is int8-quantized; gradients do not flow through its layers",
                 hint="explain the float model it was quantized from",
             )
-        lm = load_model(ModelSpec(name, kind=kind, device=device))
+        lm = load_model(ModelSpec(name, device=device))
     except ModelError as exc:
         raise ExplainError(
             f"cannot load {name!r} to explain it: {exc.message}", hint=exc.hint

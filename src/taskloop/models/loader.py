@@ -209,6 +209,8 @@ def _kind_from_config(config: Any) -> LoadedKind:
     archs = " ".join(getattr(config, "architectures", None) or [])
     if "QuestionAnswering" in archs:
         return "qa"
+    if "SequenceClassification" in archs:  # classifiers, reward models, NLI cross-encoders
+        return "classify"
     if "CausalLM" in archs or "LMHead" in archs or getattr(config, "is_decoder", False):
         return "causal"
     if any(s in archs for s in ("ForMaskedLM", "Model")) and "LM" not in archs.replace(
