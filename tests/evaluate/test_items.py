@@ -102,3 +102,17 @@ def test_results_rows_that_are_not_predictions_name_the_line(tmp_path: Path):
     (out / "results.jsonl").write_text(row + '\n{"broken"\n')
     with pytest.raises(EvalInputError, match=r"results.jsonl:1: output"):
         load_results(out, data=tmp_path)
+
+
+def test_a_failed_code_candidate_is_not_carried_as_a_solution():
+    """The row's `completion` is a candidate under test: a hard-example row built from a
+    failed one must not hand it to training as the label."""
+    from taskloop.data.records import CodegenExample
+
+    ex = CodegenExample(id="c", where=Where(file="f", row=1), prompt="def f():\n", test="t",
+                        entry_point="f", completion="    return 0\n")  # fmt: skip
+    p = _pred("c", "codegen", "    return 0\n", file="f",
+              checks=[Check(name="reference_tests", passed=False)])  # fmt: skip
+    item = item_from(ex, p)
+    assert item.details["test"] == "t" and item.details["entry_point"] == "f"
+    assert "canonical_solution" not in item.details

@@ -104,10 +104,10 @@ def item_from(example: Example, prediction: Prediction | None) -> EvalItem:
         )
     assert isinstance(example, CodegenExample)
     samples, correct = _code_samples(prediction)
-    # What a hard-example row needs to rebuild the problem (analysis.hard_examples).
+    # What a hard-example row needs to rebuild the problem (analysis.hard_examples). Not
+    # the row's `completion`: that is a candidate under test, not a known-good solution,
+    # and a failed candidate must not become a training label.
     common["details"] |= {"test": example.test, "entry_point": example.entry_point}
-    if example.completion:
-        common["details"]["canonical_solution"] = example.completion
     if prediction is not None and prediction.output is not None and not example.completion:
         out = _strip_generated_tests(prediction.output)
     return EvalItem(
