@@ -119,3 +119,19 @@ def test_pair_is_frozen() -> None:
     p = Pair("qa", "s", "t", "1", "f:1")
     with pytest.raises(AttributeError):
         p.source = "x"  # type: ignore[misc]
+
+
+def test_model_input_is_the_pair_source_with_or_without_a_label():
+    """What explain and evaluation show a model is what training feeds it: the same
+    prompt for an unlabelled row as for a labelled one."""
+    from taskloop.data.pairs import example_to_pairs, model_input
+    from taskloop.data.records import QAExample, SummarizeExample, Where
+
+    where = Where(file="f", row=1)
+    qa = QAExample(id="q", where=where, question="Who?", context="Ann sat.", answers=["Ann"])
+    unlabelled = qa.model_copy(update={"answers": []})
+    assert example_to_pairs(unlabelled) == []
+    for kind in ("seq2seq", "causal"):
+        assert model_input(unlabelled, kind=kind) == example_to_pairs(qa, kind=kind)[0].source
+    doc = SummarizeExample(id="s", where=where, document="A long text.")
+    assert model_input(doc, model_type="t5") == "summarize: A long text."

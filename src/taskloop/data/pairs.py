@@ -78,6 +78,25 @@ def prompt_prefix(example: Example, model_type: str, vocab: Collection[str] = ()
     return ""
 
 
+def model_input(
+    example: Example, *, kind: str = "seq2seq", model_type: str = "", vocab: Collection[str] = ()
+) -> str:
+    """The text a model reads for ``example`` (labelled or not): the task's prompt with
+    the model family's prefix, exactly the ``source`` of :func:`example_to_pairs`."""
+    from taskloop.tasks.qa import prompt_for
+
+    prefix = prompt_prefix(example, model_type, vocab)
+    if isinstance(example, TranslateExample):
+        return prefix + example.source
+    if isinstance(example, SummarizeExample):
+        return prefix + example.document
+    if isinstance(example, QAExample):
+        return prefix + prompt_for(example.question, example.context, kind)
+    if isinstance(example, CodegenExample):
+        return prefix + example.prompt
+    raise TypeError(f"not a task example: {type(example).__name__}")  # pragma: no cover
+
+
 def example_to_pairs(
     example: Example, *, kind: str = "seq2seq", model_type: str = "", vocab: Collection[str] = ()
 ) -> list[Pair]:
@@ -88,43 +107,34 @@ def example_to_pairs(
         model_type: the model config's ``model_type`` (``t5`` adds task prefixes).
         vocab: the tokenizer's tokens (a multi-target Marian model's ``>>de<<``).
     """
-    from taskloop.tasks.qa import prompt_for
-
-    where = str(example.where)
-    prefix = prompt_prefix(example, model_type, vocab)
+    source = model_input(example, kind=kind, model_type=model_type, vocab=vocab)
     alternatives: tuple[str, ...] = ()
     targets: list[str]
     if isinstance(example, TranslateExample):
-        source, targets = example.source, [example.target] if example.target else []
+        targets = [example.target] if example.target else []
     elif isinstance(example, SummarizeExample):
-        source, targets = example.document, list(example.summaries)
+        targets = list(example.summaries)
     elif isinstance(example, QAExample):
-        source = prompt_for(example.question, example.context, kind)
         if example.answers:
-            targets = [example.answers[0]]
             first = example.answers[0]
+            targets = [first]
             alternatives = tuple(dict.fromkeys(a for a in example.answers[1:] if a and a != first))
-        elif example.is_impossible:
-            targets = [NO_ANSWER]
         else:
-            targets = []
-    elif isinstance(example, CodegenExample):
-        source, targets = example.prompt, [example.completion] if example.completion else []
-    else:  # pragma: no cover - Example is a closed union
-        raise TypeError(f"not a task example: {type(example).__name__}")
+            targets = [NO_ANSWER] if example.is_impossible else []
+    else:
+        targets = [example.completion] if example.completion else []
     return [
         Pair(
             example.task,
-            prefix + source,
+            source,
             target,
             example.id,
-            where,
+            str(example.where),
             origin_of(example.id),
             alternatives,
             example.hardness,
         )
         for target in targets
-        if target is not None
     ]
 
 

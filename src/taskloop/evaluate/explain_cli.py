@@ -53,28 +53,16 @@ def methods_for(method: str, kind: str) -> list[str]:
     return [method]
 
 
-# Placeholder labels: pairs are only built for labelled rows, but the prompt is the same.
-_PLACEHOLDER: dict[str, dict[str, object]] = {
-    "translate": {"target": "-"},
-    "summarize": {"summaries": ["-"]},
-    "qa": {"answers": ["-"]},
-    "codegen": {"completion": "-"},
-}
-
-
 def example_item(example: Example, lm: LoadedModel) -> Item:
     """The model input of a task example (its task prompt) and its reference, if any."""
-    from taskloop.data.pairs import example_to_pairs
+    from taskloop.data.pairs import example_to_pairs, model_input
 
     kind = "causal" if lm.kind == "causal" else "seq2seq"
     model_type = str(getattr(lm.model.config, "model_type", ""))
     vocab = lm.tokenizer.get_vocab() if model_type == "marian" else ()
+    source = model_input(example, kind=kind, model_type=model_type, vocab=vocab)
     pairs = example_to_pairs(example, kind=kind, model_type=model_type, vocab=vocab)
-    if pairs:
-        return Item(example.id, pairs[0].source, reference=pairs[0].target)
-    labelled = example.model_copy(update=_PLACEHOLDER[example.task])
-    pair = example_to_pairs(labelled, kind=kind, model_type=model_type, vocab=vocab)[0]
-    return Item(example.id, pair.source)
+    return Item(example.id, source, reference=pairs[0].target if pairs else None)
 
 
 def collect_items(
