@@ -569,7 +569,6 @@ def qa_no_answer_scores(
         ModelNotFoundError: the model cannot be found offline.
     """
     from taskloop.models.encoder import load_encoder
-    from taskloop.models.loader import ModelSpec, load_model
     from taskloop.tasks import qa
     from taskloop.tasks.context import FileOptions, Resources, TaskContext
 
@@ -583,7 +582,9 @@ def qa_no_answer_scores(
             hint="give SQuAD v2 style rows: answers for answerable questions, "
             "is_impossible true (or no answers) for the others",
         )
-    kind = "encoder" if model is None else load_model(ModelSpec(model, device=device)).kind
+    resources = Resources(device=device)
+    lm = None if model is None else resources.model(model)  # loaded once, reused below
+    kind = "encoder" if lm is None else lm.kind
     answers: Sequence[qa.Answer | str]
     if kind == "encoder":
         encoder = load_encoder(model, device=device)
@@ -595,13 +596,10 @@ def qa_no_answer_scores(
             -qa.NO_ANSWER_THRESHOLD,
         )
     elif kind == "qa":
-        assert model is not None
+        assert model is not None and lm is not None
         ctx = TaskContext(
-            file="validation",
-            options=FileOptions(task="qa", model=model),
-            resources=Resources(device=device),
+            file="validation", options=FileOptions(task="qa", model=model), resources=resources
         )
-        lm = ctx.resources.model(model)
         answers = qa.answer_qa_model(items, lm, ctx, null_threshold=math.inf)
         path, key, score_name, cut = "qa-head", model, qa.HEAD_NO_ANSWER_SCORE, 0.0
     else:
