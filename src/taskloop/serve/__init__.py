@@ -1,0 +1,1 @@
+"""The service: FastAPI app, authentication, storage, batching, the feedback page."""
