@@ -1,0 +1,1 @@
+"""The service's HTTP routers, one per resource."""
