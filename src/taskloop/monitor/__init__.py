@@ -1,0 +1,1 @@
+"""Runtime monitoring: Prometheus metrics, anomaly events, drift detection."""
