@@ -26,6 +26,13 @@ def test_wheel_ships_templates_and_samples(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
         "taskloop/evaluate/templates/report.html.j2",
+        "taskloop/evaluate/templates/evaluation.html.j2",
+        "taskloop/serve/ui/index.html",
+        "taskloop/serve/ui/app.js",
+        "taskloop/serve/ui/style.css",
+        "taskloop/serve/storage/migrations/env.py",
+        "taskloop/serve/storage/migrations/script.py.mako",
+        "taskloop/serve/storage/migrations/versions/0001_initial.py",
         "taskloop/samples/tasks/manifest.json",
         "taskloop/samples/tasks/data/codegen.jsonl",
         "taskloop/py.typed",

@@ -4,11 +4,12 @@ The blob codec's entry points that existing scripts call are also reachable from
 (``taskloop.encode_zip_to_utf8_blob``, ``taskloop.decode_utf8_blob_to_zip``); they live
 in :mod:`taskloop.blob` and are imported on first use. ``taskloop.run`` is the main
 job (:func:`taskloop.pipeline.run`); :func:`taskloop.train.loop.train` fine-tunes.
-The training stack's legacy names (``clean_labels``, ``data_augmentation``, ``curriculum_learning``,
-``knowledge_distillation``, ``model_pruning``, ``quantize_model``) and evaluation's
-(``threshold_tuning``, ``feature_selection``) live where their concern lives
-(:mod:`taskloop.data`, :mod:`taskloop.models`, :mod:`taskloop.evaluate`) and are
-reachable here too.
+The legacy names of older scripts (training's ``clean_labels``, ``data_augmentation``,
+``curriculum_learning``, ``knowledge_distillation``, ``model_pruning``,
+``quantize_model``; evaluation's ``threshold_tuning``, ``feature_selection``;
+monitoring's ``inference_monitoring``) live where their concern lives
+(:mod:`taskloop.data`, :mod:`taskloop.models`, :mod:`taskloop.evaluate`,
+:mod:`taskloop.monitor`) and are reachable here too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _REEXPORTS = {
     "quantize_model": "taskloop.models.quantize",
     "threshold_tuning": "taskloop.evaluate.thresholds",
     "feature_selection": "taskloop.evaluate.features",
+    "inference_monitoring": "taskloop.monitor.metrics",
 }
 
 __all__ = ["__version__", *_REEXPORTS]

@@ -19,8 +19,11 @@ from taskloop.log import configure
 from taskloop.models.compress_cli import app as compress_app
 from taskloop.models.ensemble_cli import register as register_ensemble
 from taskloop.models.registry_cli import app as models_app
+from taskloop.monitor.drift_cli import register as register_drift
 from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
+from taskloop.serve.cli import register as register_serve
+from taskloop.serve.users_cli import clients_app, users_app
 from taskloop.train.cli import register as register_train
 from taskloop.train.tune import register as register_tune
 
@@ -37,12 +40,16 @@ app.add_typer(blob_app, name="blob")
 app.add_typer(models_app, name="models")
 app.add_typer(compress_app, name="compress")
 app.add_typer(thresholds_app, name="thresholds")
+app.add_typer(users_app, name="users")
+app.add_typer(clients_app, name="clients")
 register_run(app)
 register_train(app)
 register_tune(app)
 register_evaluate(app)
 register_explain(app)
 register_ensemble(app)
+register_serve(app)
+register_drift(app)
 
 
 def _version(value: bool) -> None:
