@@ -156,3 +156,16 @@ def test_health_and_metrics_need_no_token(client: TestClient):
     assert client.get("/readyz").status_code == 200
     text = client.get("/metrics").text
     assert "taskloop_requests_total" in text and "taskloop_request_seconds_bucket" in text
+
+
+def test_auth_and_unknown_path_errors_have_the_common_body(client: TestClient):
+    """401, 403 and 404 answer {code, message, hint} like every other error, and keep
+    their headers."""
+    r = client.post("/v1/tasks/qa", json=QA_ROW)
+    assert r.status_code == 401 and r.json()["code"] == "serve.auth"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    rater = _token(client, "rater", "pw-rater")
+    r = client.get("/v1/feedback/export", headers=_auth(rater))
+    assert r.status_code == 403 and r.json()["code"] == "serve.forbidden"
+    r = client.get("/v1/nothing-here")
+    assert r.status_code == 404 and set(r.json()) == {"code", "message", "hint"}

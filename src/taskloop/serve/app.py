@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskloop import __version__
 from taskloop.data.records import Example, Prediction
@@ -31,6 +32,14 @@ Authenticate at `/v1/auth/token` (OAuth2 password or client-credentials flow) an
 `Authorization: Bearer <token>`; each route names the scope it needs.
 """
 
+_HTTP_CODES = {
+    401: "serve.auth",
+    403: "serve.forbidden",
+    404: "serve.not_found",
+    405: "serve.method",
+    413: "serve.too_large",
+    429: "serve.rate_limited",
+}
 _STATUS: dict[type[TaskloopError], int] = {
     BadRow: 422,
     NotFoundError: 404,
@@ -68,6 +77,14 @@ def _install_errors(app: FastAPI) -> None:
             "retry later",
             headers={"Retry-After": str(retry)},
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 401/403 from auth, 404 for unknown paths, 413, 429: the same body as every
+        # other error, keeping the exception's headers (WWW-Authenticate, Retry-After).
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        code = _HTTP_CODES.get(exc.status_code, "serve.http")
+        return _problem(exc.status_code, code, message, None, dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
