@@ -157,6 +157,17 @@ def test_ensemble_benchmark_runs(shared_data: Path) -> None:
     assert "| SQuAD v2 sample | vote (ties: member order) | 20 |" in out
 
 
+def test_serve_batching_benchmark_runs() -> None:
+    """The batcher benchmark prints rows for both models, batching off and on."""
+    out = _run_benchmark("serve_batching.py", "--smoke")
+    header = (
+        "| model | clients | batching | requests | req/s | p50 ms | p99 ms | mean batch | vs off |"
+    )
+    assert header in out
+    for row in ("| minilm | 8 | on |", "| t5 | 8 | on |", "| t5 | 1 | off |"):
+        assert row in out
+
+
 def test_new_benchmarks_help() -> None:
     for name, options in (
         ("evaluation.py", ("--rows", "--resamples", "--report", "--hypotheses", "--smoke")),

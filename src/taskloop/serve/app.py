@@ -119,6 +119,10 @@ def build_service(settings: ServeSettings) -> Service:
     from taskloop.serve.storage.db import make_engine, session_factory, upgrade
     from taskloop.tasks.context import Resources
 
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     url = settings.resolved_database_url()
     upgrade(url)
     sessions = session_factory(make_engine(url))

@@ -23,8 +23,23 @@ def serve_command(
         ),
     ] = None,
     batching: Annotated[
-        bool, typer.Option(help="Gather concurrent generation requests into batches.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help="Gather concurrent generation requests into batches "
+            "(default: TASKLOOP_SERVE_BATCHING, else on).",
+            show_default=False,
+        ),
+    ] = None,
+    torch_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="CPU threads for the models (0: torch's choice). One is best when "
+            "other processes share the CPU. Env: TASKLOOP_SERVE_TORCH_THREADS.",
+        ),
+    ] = None,
     warm_up: Annotated[
         bool, typer.Option(help="Load the models before /readyz reports ready.")
     ] = True,
@@ -40,9 +55,8 @@ def serve_command(
     from taskloop.serve.app import create_app
     from taskloop.serve.settings import ServeSettings
 
-    overrides: dict[str, object] = {"batching": batching}
-    if database_url:
-        overrides["database_url"] = database_url
+    given = {"batching": batching, "torch_threads": torch_threads, "database_url": database_url}
+    overrides = {k: v for k, v in given.items() if v is not None}
     models = parse_model_overrides(model or [])
     settings = ServeSettings(**overrides)  # type: ignore[arg-type]
     if models:

@@ -42,6 +42,7 @@ class ServeSettings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0)  # benchmarks: 10 ms halves 1-client throughput
     batch_queue_size: int = Field(256, ge=1)  # per model; full queue -> 503 Retry-After
     batching: bool = True
+    torch_threads: int = Field(0, ge=0)  # 0: torch's choice; 1 when the CPU is shared
     models: dict[str, str] = Field(default_factory=dict)  # task -> model (run defaults else)
     drift_reference: str = ""  # JSONL of reference inputs ("" = the first window of traffic)
     drift_window: int = Field(200, ge=10)
