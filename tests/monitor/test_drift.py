@@ -399,3 +399,22 @@ def test_drift_cli_reports_bad_input_without_a_traceback(tmp_path: Path) -> None
     assert "error[monitor.drift]" in result.output and "Traceback" not in result.output
     missing = runner.invoke(cli(), ["drift", str(tmp_path / "nope.txt"), str(one)])
     assert missing.exit_code == 7 and "error[io.file]" in missing.output
+
+
+def test_new_since_check_counts_inputs_after_the_reference_window():
+    """window 4: the first 4 inputs fill the reference; 3 more make 3 new inputs, and a
+    check (with a stand-in test) resets the count to 0."""
+    from taskloop.monitor.drift import DriftMonitor, DriftReport
+
+    calls: list[int] = []
+
+    def detect(ref, cur):  # type: ignore[no-untyped-def]
+        calls.append(len(cur))
+        return DriftReport.model_construct(drifted=False)
+
+    monitor = DriftMonitor(window=4, min_current=2, detect=detect)
+    for i in range(7):
+        monitor.add(f"input {i}")
+    assert monitor.reference_size == 4 and monitor.new_since_check == 3
+    monitor.check()
+    assert calls == [3] and monitor.new_since_check == 0

@@ -169,3 +169,17 @@ def test_auth_and_unknown_path_errors_have_the_common_body(client: TestClient):
     assert r.status_code == 403 and r.json()["code"] == "serve.forbidden"
     r = client.get("/v1/nothing-here")
     assert r.status_code == 404 and set(r.json()) == {"code", "message", "hint"}
+
+
+def test_drift_and_models_need_models_admin(client: TestClient):
+    """Served inputs fill the drift reference window (200 by default): "waiting" until
+    both windows are full. A token without models:admin is refused."""
+    token = _token(client, "ann", "pw-ann")
+    client.post("/v1/tasks/qa", json=QA_ROW, headers=_auth(token))
+    r = client.get("/v1/drift", headers=_auth(token))
+    assert r.status_code == 200 and r.json()["status"] == "waiting"
+    assert r.json()["reference_size"] >= 1
+    models = client.get("/v1/models", headers=_auth(token)).json()
+    assert {m["task"] for m in models} == {"codegen", "qa", "summarize", "translate"}
+    rater = _token(client, "rater", "pw-rater")
+    assert client.get("/v1/drift", headers=_auth(rater)).status_code == 403

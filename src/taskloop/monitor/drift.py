@@ -604,6 +604,12 @@ class DriftMonitor:
             return len(self._current)
 
     @property
+    def new_since_check(self) -> int:
+        """Inputs that entered the current window since the last check."""
+        with self._lock:
+            return self._added
+
+    @property
     def last(self) -> DriftReport | None:
         """The report of the last check, None before the first."""
         with self._lock:

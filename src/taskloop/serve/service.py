@@ -150,9 +150,13 @@ async def predict(
 
 def check_drift_soon(service: Service) -> None:
     """Run the drift check in a background thread (it embeds two windows: seconds, not
-    for the request path); at most one check at a time, skipped while one runs."""
+    for the request path) once a quarter of the window is new since the last check; at
+    most one check at a time, skipped while one runs. Checking after every request would
+    keep a core busy under load for windows that barely changed."""
     monitor = service.drift
-    if monitor is None or not service._drift_running.acquire(blocking=False):
+    if monitor is None or monitor.new_since_check < max(1, monitor.window // 4):
+        return
+    if not service._drift_running.acquire(blocking=False):
         return
 
     def work() -> None:
