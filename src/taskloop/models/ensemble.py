@@ -247,6 +247,30 @@ def _top(scores: Sequence[float], texts: Sequence[str]) -> list[int]:
     return list(first.values())
 
 
+def _selection(
+    method: Method,
+    winner: int,
+    candidates: Sequence[str],
+    names: Sequence[str],
+    scores: Sequence[float],
+    why: str,
+    tied: Sequence[int],
+    metric: str | None = None,
+) -> Selection:
+    """The record every rule returns: the winner, every candidate's score, and why."""
+    return Selection(
+        method=method,
+        index=winner,
+        member=names[winner],
+        text=candidates[winner],
+        scores=tuple(scores),
+        members=tuple(names),
+        why=why,
+        metric=metric,
+        tied=tuple(tied),
+    )
+
+
 def _quote(text: str, limit: int = 60) -> str:
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
@@ -307,17 +331,7 @@ def majority_vote(
             winner = pick
         else:
             why += f", tied with {others}; broken by member order ({names[winner]} first)"
-    return Selection(
-        method="vote",
-        index=winner,
-        member=names[winner],
-        text=candidates[winner],
-        scores=scores,
-        members=names,
-        why=why,
-        metric=used_metric,
-        tied=tuple(tied),
-    )
+    return _selection("vote", winner, candidates, names, scores, why, tied, used_metric)
 
 
 def _fmt(x: float) -> str:
@@ -368,17 +382,7 @@ def mbr_select(
         )
         if len(tied) > 1:
             why += f"; tied with {len(tied) - 1} other(s), broken by member order"
-    return Selection(
-        method="mbr",
-        index=winner,
-        member=names[winner],
-        text=candidates[winner],
-        scores=tuple(scores),
-        members=names,
-        why=why,
-        metric=metric,
-        tied=tuple(tied),
-    )
+    return _selection("mbr", winner, candidates, names, scores, why, tied, metric)
 
 
 def rerank(
@@ -417,16 +421,7 @@ def rerank(
     why = f"highest reward {scores[winner]:.4g}" + (f" (next {rest[0]:.4g})" if rest else "")
     if len(tied) > 1:
         why += f"; tied with {len(tied) - 1} other(s), broken by member order"
-    return Selection(
-        method="rerank",
-        index=winner,
-        member=names[winner],
-        text=candidates[winner],
-        scores=tuple(scores),
-        members=names,
-        why=why,
-        tied=tuple(tied),
-    )
+    return _selection("rerank", winner, candidates, names, scores, why, tied)
 
 
 # --- a reward model as scorer ---------------------------------------------------------------
