@@ -226,9 +226,10 @@ def evaluate(
             path = out / "hard_examples.jsonl"
             analysis.hard_count = write_hard_examples(rows, path)
             analysis.hard_examples = str(path)
-        report.duration_s = round(time.perf_counter() - started, 3)
-        write_report(result, out)
+    # Scoring, analysis and plots: the same figure in the returned report and the files.
     report.duration_s = round(time.perf_counter() - started, 3)
+    if out_dir is not None:
+        write_report(result, Path(out_dir))
     return result
 
 
