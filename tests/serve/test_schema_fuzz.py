@@ -3,6 +3,8 @@ invalid) to every operation, with a token holding every scope, never get a 5xx."
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from taskloop.serve.app import create_app
 from taskloop.serve.settings import SCOPES, ServeSettings
 
 _tmp = Path(tempfile.mkdtemp(prefix="taskloop-fuzz-"))
+atexit.register(shutil.rmtree, _tmp, ignore_errors=True)  # made at collection, not a fixture
 _SECRET = "schema-fuzz-secret-long-enough-for-hs256"
 app = create_app(
     ServeSettings(
