@@ -472,6 +472,9 @@ def test_label_queue(rated: sessionmaker[Session]):
         }
         assert datetime.fromisoformat(items[0]["created"]).tzinfo is not None
         assert [i["id"] for i in repo.queue_items(s, 1)] == [high]
+        # a simulated rating leaves the item for a person
+        repo.add_feedback(s, fb("p2", "thumbs", thumbs="up", source="simulated"), "simulator")
+        assert [i["id"] for i in repo.queue_items(s, 1)] == [high]
         repo.add_feedback(s, fb("p1", "preference", other_prediction_id="p2", preferred="b"), "r")
         repo.finish_queue_item(s, tie)
         assert [i["id"] for i in repo.queue_items(s, 10)] == [low]

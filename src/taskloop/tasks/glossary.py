@@ -154,7 +154,7 @@ def _lang(code: str | None) -> str | None:
 
 _GERMAN = {"de", "deu", "ger"}
 # Languages whose names are written in another script: names are transliterated there.
-_NON_LATIN = {
+NON_LATIN = {
     "ru", "uk", "bg", "be", "sr", "mk", "el", "zh", "ja", "ko", "ar", "fa", "ur", "he", "hi",
     "mr", "ne", "bn", "ta", "te", "th", "ka", "hy", "am", "rus", "ukr", "zho", "jpn", "kor",
     "arb", "heb", "hin", "ell", "tha",
@@ -552,7 +552,7 @@ def names_preserved(
     capitalises every noun, so only the English side decides what is a name. Not checked
     for targets in other scripts.
     """
-    if _lang(target_lang) in _NON_LATIN:
+    if _lang(target_lang) in NON_LATIN:
         return Check(
             name="names_preserved",
             passed=True,

@@ -130,7 +130,8 @@ def _prediction(row: PredictionRow) -> PredictionRecord:
 
 
 def add_feedback(s: Session, fb: FeedbackIn, rater: str) -> FeedbackRecord:
-    """Store a rating by ``rater``, mark its predictions' queue items done, and commit.
+    """Store a rating by ``rater``, mark its predictions' queue items done (a person's
+    rating only: a simulated one must not empty the queue that asks people), and commit.
 
     Returns only after the commit: the returned record is durable.
 
@@ -154,11 +155,12 @@ def add_feedback(s: Session, fb: FeedbackIn, rater: str) -> FeedbackRecord:
     row = FeedbackRow(**fb.model_dump(), rater=rater, created=utcnow())
     s.add(row)
     s.flush()
-    s.execute(
-        update(QueueRow)
-        .where(QueueRow.prediction_id.in_(rated), QueueRow.done.is_(False))
-        .values(done=True)
-    )
+    if fb.source == "human":
+        s.execute(
+            update(QueueRow)
+            .where(QueueRow.prediction_id.in_(rated), QueueRow.done.is_(False))
+            .values(done=True)
+        )
     out = FeedbackRecord(**fb.model_dump(), id=row.id, rater=rater, created=row.created)
     s.commit()
     return out
