@@ -113,6 +113,12 @@ def test_a_task_answer_is_stored_and_rated_and_exported(client: TestClient):
     assert body["output"] == "the Danube" or "Danube" in body["output"]
     assert body["status"] in ("ok", "flagged") and body["prediction_id"]
     pid = body["prediction_id"]
+    # QA's confidence is stored with the scores (active learning's low-confidence signal)
+    from taskloop.serve.storage import repo
+
+    with client.app.state.sessions() as s:  # type: ignore[attr-defined]
+        stored = repo.get_prediction(s, pid)
+    assert 0.0 <= stored.scores["confidence"] <= 1.0
     fb = client.post(
         "/v1/feedback",
         headers=_auth(token),

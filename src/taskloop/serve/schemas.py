@@ -73,6 +73,7 @@ class QueueItemOut(BaseModel):
     output: str | None = None
     reason: str = ""
     queued: bool = False
+    priority: float | None = Field(None, description="queued items: active learning's priority")
     other_prediction_id: str | None = Field(
         None, description="a second answer to the same input: rate A vs B"
     )

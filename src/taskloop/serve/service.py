@@ -125,7 +125,7 @@ async def predict(
         output=prediction.output,
         status=prediction.status,
         checks=[c.model_dump() for c in prediction.checks],
-        scores=prediction.scores,
+        scores=stored_scores(prediction),
         latency_ms=round(latency * 1000, 3),
         principal=principal,
         created=datetime.now(UTC),
@@ -146,6 +146,16 @@ async def predict(
         service.drift.add(example_text(example))
         check_drift_soon(service)
     return record
+
+
+def stored_scores(prediction: Prediction) -> dict[str, float]:
+    """The scores stored with a prediction: the task's scores plus its ``confidence``
+    detail when it has one (QA), which active learning reads as a signal."""
+    scores = dict(prediction.scores)
+    confidence = prediction.details.get("confidence")
+    if isinstance(confidence, int | float) and "confidence" not in scores:
+        scores["confidence"] = float(confidence)
+    return scores
 
 
 def check_drift_soon(service: Service) -> None:
@@ -176,7 +186,7 @@ def _version(model: str | None) -> str | None:
     """The version part of a model description ``name@version (kind, device)``."""
     if not model or "@" not in model:
         return None
-    return model.split("@", 1)[1].split(" ", 1)[0]
+    return model.rsplit("@", 1)[1].split(" ", 1)[0]  # models:/NAME@ALIAS@HASH: the hash
 
 
 def run_blob_job(service: Service, job_id: str, blob: str) -> None:

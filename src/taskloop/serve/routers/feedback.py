@@ -78,6 +78,7 @@ def queue(
             input=q["input"],
             reason=q["reason"],
             queued=True,
+            priority=q["priority"],
         )
         if item.prediction_id:
             prediction = repo.get_prediction(session, item.prediction_id)
