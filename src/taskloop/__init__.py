@@ -7,7 +7,7 @@ job (:func:`taskloop.pipeline.run`); :func:`taskloop.train.loop.train` fine-tune
 The legacy names of older scripts (training's ``clean_labels``, ``data_augmentation``,
 ``curriculum_learning``, ``knowledge_distillation``, ``model_pruning``,
 ``quantize_model``; evaluation's ``threshold_tuning``, ``feature_selection``;
-monitoring's ``inference_monitoring``) live where their concern lives
+monitoring's ``inference_monitoring``, ``retraining_triggers``) live where their concern lives
 (:mod:`taskloop.data`, :mod:`taskloop.models`, :mod:`taskloop.evaluate`,
 :mod:`taskloop.monitor`) and are reachable here too.
 """
@@ -33,6 +33,7 @@ _REEXPORTS = {
     "threshold_tuning": "taskloop.evaluate.thresholds",
     "feature_selection": "taskloop.evaluate.features",
     "inference_monitoring": "taskloop.monitor.metrics",
+    "retraining_triggers": "taskloop.monitor.triggers",
 }
 
 __all__ = ["__version__", *_REEXPORTS]

@@ -332,3 +332,10 @@ def test_collect_stats_measures_drift_of_recent_inputs(sessions):
     assert stats.drift_inputs == 25 and stats.drift_tests == 4
     assert stats.drift_p is not None and stats.drift_p < 0.01
     assert drift_rule(stats, DriftRule(alpha=0.05)).fired
+
+
+def test_retraining_triggers_is_reachable_under_its_legacy_name() -> None:
+    import taskloop
+    from taskloop.monitor.triggers import retraining_triggers
+
+    assert taskloop.retraining_triggers is retraining_triggers
