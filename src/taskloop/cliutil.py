@@ -6,7 +6,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
@@ -105,6 +105,50 @@ def parse_size(text: str) -> int:
     if not match or unit not in _UNITS:
         raise typer.BadParameter(f"{text!r} is not a size (examples: 4096, 500MB, 8GiB)")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_weights(
+    values: Iterable[str],
+    *,
+    option: str,
+    known: Collection[str] | None = None,
+    bare: float | None = None,
+    error: type[TaskloopError] = TaskloopError,
+) -> dict[str, float]:
+    """``NAME=W`` options (``--weight tests=2``) as {name: weight}.
+
+    Args:
+        option: the option's name, for messages (``--weight``).
+        known: the names allowed (None: any).
+        bare: the weight of a bare ``NAME`` (None: a bare name is an error).
+        error: the error class raised.
+
+    Raises:
+        error: no name, a weight that is not a finite number >= 0, an unknown name, or a
+            name given twice.
+    """
+    out: dict[str, float] = {}
+    names = f"; names: {', '.join(known)}" if known is not None else ""
+    for raw in values:
+        name, sep, number = raw.partition("=")
+        name = name.strip()
+        try:
+            weight = float(number) if sep else float(bare) if bare is not None else None
+        except ValueError:
+            weight = None
+        problem = (
+            f"{number.strip()!r} is not a number" if name and sep and weight is None
+            else "expected NAME=W" if not name or weight is None
+            else "W must be a finite number >= 0" if not (0 <= weight < float("inf"))
+            else f"unknown name {name!r}" if known is not None and name not in known
+            else f"{name!r} given twice" if name in out
+            else ""
+        )  # fmt: skip
+        if problem:
+            raise error(f"{option} {raw!r}: {problem}", hint=f"e.g. {option} NAME=1.5{names}")
+        assert weight is not None
+        out[name] = weight
+    return out
 
 
 class _UnitColumn(ProgressColumn):
