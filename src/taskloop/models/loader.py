@@ -220,7 +220,8 @@ def _kind_from_config(config: Any) -> LoadedKind:
     return "causal"
 
 
-def _window(tokenizer: Any, config: Any) -> int:
+def context_window(tokenizer: Any, config: Any) -> int:
+    """The most tokens a model reads: its position table, else the tokenizer's limit."""
     candidates = [
         getattr(config, name, None)
         for name in ("max_position_embeddings", "n_positions", "max_encoder_position_embeddings")
@@ -336,7 +337,7 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             tokenizer=tokenizer,
             kind=kind,
             device=device,
-            window=_window(tokenizer, config),
+            window=context_window(tokenizer, config),
             version=content_version(path),
             path=str(path),
         )
