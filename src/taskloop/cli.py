@@ -20,6 +20,8 @@ from taskloop.models.compress_cli import app as compress_app
 from taskloop.models.ensemble_cli import register as register_ensemble
 from taskloop.models.registry_cli import app as models_app
 from taskloop.monitor.drift_cli import register as register_drift
+from taskloop.monitor.triggers_cli import app as retrain_app
+from taskloop.rlhf.cli import app as rlhf_app
 from taskloop.runcli import ModelOverrides
 from taskloop.runcli import register as register_run
 from taskloop.serve.cli import register as register_serve
@@ -42,6 +44,8 @@ app.add_typer(compress_app, name="compress")
 app.add_typer(thresholds_app, name="thresholds")
 app.add_typer(users_app, name="users")
 app.add_typer(clients_app, name="clients")
+app.add_typer(rlhf_app, name="rlhf")
+app.add_typer(retrain_app, name="retrain")
 register_run(app)
 register_train(app)
 register_tune(app)
