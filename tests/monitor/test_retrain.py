@@ -358,6 +358,53 @@ def test_sft_job_without_any_data_says_so(tiny, sessions, tmp_path):
         run_job(ctx, "rlhf-not-yet")
 
 
+RLHF_SHORT = {
+    "steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 4,
+    "device": "cpu", "verifiable": {"format": 1.0},
+}  # fmt: skip
+
+
+def test_rlhf_job_trains_a_reward_model_then_ppo_and_registers_a_challenger(tiny, rated, tmp_path):
+    """No reward model given: one is trained on the store's ratings (the packaged MiniLM
+    backbone), PPO runs from the champion on the stored inputs, and the policy becomes
+    the challenger with the job's metrics and tags."""
+    name = "rlhf-job"
+    one = _register(name, tiny[1])
+    promote(name, one)
+    ctx = JobContext(
+        name=name, task="translate", champion=version_folder(name, one), out=tmp_path / "job",
+        sessions=rated, champion_version=one, options=RLHF_SHORT,
+    )  # fmt: skip
+    result = run_job(ctx, "rlhf")
+    assert result.job == "rlhf" and result.version == one + 1
+    assert result.rows == 4  # the four stored inputs are the prompts
+    assert aliases(name) == {"champion": one, "challenger": result.version}
+    assert (tmp_path / "job" / "reward" / "model" / "config.json").is_file()
+    assert (tmp_path / "job" / "ppo" / "steps.jsonl").read_text("utf-8").count("\n") == 2
+    assert any("reward model trained on" in note for note in result.notes)
+    version = next(v for v in show(name).versions if v.version == result.version)
+    assert version.tags["taskloop.retrain.job"] == "rlhf"
+    assert "ppo.reward_last" in version.metrics and "ppo.kl_last" in version.metrics
+    before = load_file(str(tiny[1] / "model.safetensors"))
+    after = load_file(str(version_folder(name, result.version) / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before), "PPO changed nothing"
+
+
+def test_rlhf_job_options_and_inputs_are_checked(tiny, sessions, tmp_path):
+    ctx = JobContext(
+        name="rlhf-bad", task="translate", champion=tiny[1], out=tmp_path / "job",
+        sessions=sessions, options={"steps": 1, "warp": 9},
+    )  # fmt: skip
+    with pytest.raises(RetrainError, match="unknown option.*warp"):
+        run_job(ctx, "rlhf")
+    bad_source = JobContext(**{**ctx.__dict__, "options": {"source": "robots"}})
+    with pytest.raises(RetrainError, match="source 'robots'"):
+        run_job(bad_source, "rlhf")
+    empty = JobContext(**{**ctx.__dict__, "options": {"reward_model": str(tiny[2])}})
+    with pytest.raises(RetrainError, match="no translate inputs to take prompts from"):
+        run_job(empty, "rlhf")
+
+
 def test_run_retraining_does_nothing_until_a_rule_fires(tiny, rated, probe, tmp_path):
     """Defaults (volume at 1000 ratings ...): 4 ratings fire nothing, nothing is trained.
     A rules file with volume.min_new = 4 fires: job, gate, state. The state's last_run

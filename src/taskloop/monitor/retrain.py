@@ -486,8 +486,18 @@ def run_sft_job(ctx: JobContext) -> JobOutput:
 
 
 JobFn = Callable[[JobContext], "JobOutput | Path"]
+
+
+def run_rlhf(ctx: JobContext) -> JobOutput:
+    """Reward model (given, or trained on the store) + PPO from the champion
+    (:func:`taskloop.rlhf.job.run_rlhf_job`; options :class:`taskloop.rlhf.job.RlhfOptions`)."""
+    from taskloop.rlhf.job import run_rlhf_job
+
+    return run_rlhf_job(ctx)
+
+
 # name -> job. A job trains from ctx.champion into ctx.out and returns its folder.
-JOBS: dict[str, JobFn] = {"sft": run_sft_job}
+JOBS: dict[str, JobFn] = {"sft": run_sft_job, "rlhf": run_rlhf}
 
 
 def _metric_name(name: str) -> str:
