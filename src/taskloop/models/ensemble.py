@@ -461,6 +461,26 @@ def reward_scorer(
             cannot be told among more than two.
         ModelNotFoundError: the model cannot be found (offline).
     """
+    pairs = reward_pair_scorer(model, batch_size=batch_size, device=device, max_length=max_length)
+
+    def score(source: str, candidates: Sequence[str]) -> list[float]:
+        return pairs([source] * len(candidates), candidates)
+
+    return score
+
+
+PairScorer = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+
+def reward_pair_scorer(
+    model: str | Path | LoadedModel,
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    max_length: int | None = None,
+) -> PairScorer:
+    """Like :func:`reward_scorer`, but scoring ``(sources[i], candidates[i])`` pairs with
+    different sources in one batch (what PPO's rollouts and reward training need)."""
     from taskloop.models.loader import LoadedModel, ModelSpec, load_model
 
     lm = (
@@ -485,15 +505,19 @@ def reward_scorer(
     accepted = set(inspect.signature(lm.model.forward).parameters)
     limit = min(max_length or lm.window, lm.window)
 
-    def score(source: str, candidates: Sequence[str]) -> list[float]:
+    def score(sources: Sequence[str], candidates: Sequence[str]) -> list[float]:
         import torch
 
+        if len(sources) != len(candidates):
+            raise EnsembleError(f"{len(sources)} sources but {len(candidates)} candidates")
         out = [0.0] * len(candidates)
-        order = sorted(range(len(candidates)), key=lambda i: -len(candidates[i]))
+        order = sorted(
+            range(len(candidates)), key=lambda i: -(len(sources[i]) + len(candidates[i]))
+        )
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             enc = lm.tokenizer(
-                [source] * len(idx),
+                [sources[i] for i in idx],
                 [candidates[i] for i in idx],
                 padding=True,
                 truncation="longest_first",

@@ -373,7 +373,9 @@ class RewardModel:
     """A loaded reward model: ``score`` gives one raw reward per (prompt, completion).
 
     ``threshold`` is the tuned ``reward.accept`` threshold (None when none was saved).
-    Scoring goes through :func:`taskloop.models.ensemble.reward_scorer`.
+    Scoring goes through :func:`taskloop.models.ensemble.reward_pair_scorer` (the
+    tokenisation of :func:`~taskloop.models.ensemble.reward_scorer`, many prompts in one
+    batch).
     """
 
     loaded: LoadedModel
@@ -382,9 +384,9 @@ class RewardModel:
     _scorer: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from taskloop.models.ensemble import reward_scorer
+        from taskloop.models.ensemble import reward_pair_scorer
 
-        self._scorer = reward_scorer(self.loaded, batch_size=self.batch_size)
+        self._scorer = reward_pair_scorer(self.loaded, batch_size=self.batch_size)
 
     @property
     def path(self) -> Path:
@@ -401,16 +403,11 @@ class RewardModel:
                 f"{len(prompts)} prompts but {len(completions)} completions",
                 hint="give one prompt per completion",
             )
-        by_prompt: dict[str, list[int]] = {}
-        for i, prompt in enumerate(prompts):
-            by_prompt.setdefault(prompt, []).append(i)
-        out = np.zeros(len(prompts), dtype=np.float64)
         training = self.loaded.model.training  # only a model being trained (no dropout here)
         if training:
             self.loaded.model.eval()
         try:
-            for prompt, idx in by_prompt.items():
-                out[idx] = self._scorer(prompt, [completions[i] for i in idx])
+            out = np.asarray(self._scorer(list(prompts), list(completions)), dtype=np.float64)
         finally:
             if training:
                 self.loaded.model.train()
