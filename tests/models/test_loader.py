@@ -13,8 +13,8 @@ from taskloop.models.errors import DeviceError, ModelKindError, ModelNotFoundErr
 from taskloop.models.loader import (
     ModelSpec,
     _kind_from_config,
-    _window,
     content_version,
+    context_window,
     load_model,
     pick_device,
     pick_dtype,
@@ -232,4 +232,4 @@ def test_kind_from_config(config: SimpleNamespace, kind: str) -> None:
     ],
 )
 def test_window(max_length: int, config: SimpleNamespace, window: int) -> None:
-    assert _window(SimpleNamespace(model_max_length=max_length), config) == window
+    assert context_window(SimpleNamespace(model_max_length=max_length), config) == window
