@@ -21,32 +21,17 @@ from taskloop.evaluate.explain import (
     word_map,
 )
 from taskloop.models.loader import LoadedModel, ModelSpec, load_model
-from taskloop.models.tiny import build_tiny_model, build_tokenizer
+from taskloop.models.tiny import build_tiny_encoder, build_tiny_model, build_tokenizer
 
 CLASSIFIER_TEXTS = ["the movie was good", "the plot was long and bad", "good acting", "fine"]
 
 
 def build_classifier(out_dir: Path, *, labels: int = 3, max_length: int = 32) -> Path:
     """A tiny random BertForSequenceClassification (1 layer, width 32) saved with its tokenizer."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    tok = build_tokenizer(CLASSIFIER_TEXTS, max_length=max_length)
-    config = BertConfig(  # type: ignore[call-arg]
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=max_length,
-        num_labels=labels,
-        pad_token_id=tok.pad_token_id,
-        id2label={i: f"c{i}" for i in range(labels)},
-        label2id={f"c{i}": i for i in range(labels)},
+    names = {i: f"c{i}" for i in range(labels)}
+    return build_tiny_encoder(
+        out_dir, texts=CLASSIFIER_TEXTS, labels=names, max_length=max_length, append_eos=True
     )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
 
 
 GOOD_SCALE = 3.0

@@ -395,7 +395,7 @@ def test_rlhf_job_options_and_inputs_are_checked(tiny, sessions, tmp_path):
         name="rlhf-bad", task="translate", champion=tiny[1], out=tmp_path / "job",
         sessions=sessions, options={"steps": 1, "warp": 9},
     )  # fmt: skip
-    with pytest.raises(RetrainError, match="unknown option.*warp"):
+    with pytest.raises(RetrainError, match=r"unknown option.*warp"):
         run_job(ctx, "rlhf")
     bad_source = JobContext(**{**ctx.__dict__, "options": {"source": "robots"}})
     with pytest.raises(RetrainError, match="source 'robots'"):

@@ -169,30 +169,10 @@ def test_dry_run_on_a_fresh_database_does_not_create_the_schema(tmp_path: Path):
 def _tiny_reward_model(folder: Path, seed: int) -> Path:
     """A 1-layer, width-32 BERT sequence classifier with one logit (random weights) over a
     word-level vocabulary: a real reward model, just an untrained one."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from taskloop.models.tiny import build_tiny_encoder
 
-    from taskloop.models.tiny import build_tokenizer
-
-    tok = build_tokenizer(
-        ["question number 0 1 2 3 4 vienna lies on the danube answer ? . context :"],
-        append_eos=False,
-        max_length=64,
-    )
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    words = "question number 0 1 2 3 4 vienna lies on the danube answer ? . context :"
+    return build_tiny_encoder(folder, texts=[words], labels=1, seed=seed)
 
 
 def test_reward_models_drive_uncertainty_and_disagreement(tmp_path: Path, db):

@@ -120,7 +120,7 @@ def test_source_filter_and_missing_rows(policy: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ([], "no ratings to train on"),
+        ([], "no ratings to learn from"),
         (["--loss", "ppo"], "not one of dpo, ipo, kto"),
         (["--beta", "0"], "beta must be > 0"),
         (["--database-url", "sqlite:///x.db", "--data", "{data}"], "--database-url is for"),

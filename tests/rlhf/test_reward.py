@@ -41,28 +41,10 @@ FILLER = ["it", "is", "the", "answer", "maybe", "surely", "I", "think", "so"]
 def tiny_backbone(folder: Path, seed: int = 0) -> Path:
     """A 1-layer, width-32 BERT encoder (random weights) with a word-level tokenizer over
     the toy vocabulary, saved like a hub checkpoint."""
-    from transformers import BertConfig, BertModel
+    from taskloop.models.tiny import build_tiny_encoder
 
-    from taskloop.models.tiny import build_tokenizer
-
-    tok = build_tokenizer(
-        [" ".join(GOOD + BAD + NOUNS + HELD_OUT_NOUNS + FILLER), "what colour is the"],
-        append_eos=False,
-        max_length=64,
-    )
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-    )
-    BertModel(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    texts = [" ".join(GOOD + BAD + NOUNS + HELD_OUT_NOUNS + FILLER), "what colour is the"]
+    return build_tiny_encoder(folder, texts=texts, seed=seed)
 
 
 def toy_pairs(n: int, seed: int, nouns: list[str] = NOUNS) -> list[PreferencePair]:

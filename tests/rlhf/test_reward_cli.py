@@ -91,7 +91,7 @@ def test_reward_command_from_store(backbone: Path, tmp_path: Path):
 def test_no_data_is_a_usage_error():
     result = reward()
     assert result.exit_code == ExitStatus.USAGE
-    assert "no feedback to train on" in result.output
+    assert "no ratings to learn from" in result.output
     assert "taskloop rlhf simulate" in result.output
 
 

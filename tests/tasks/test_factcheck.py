@@ -17,7 +17,7 @@ import torch
 from taskloop.data.records import Check
 from taskloop.models.encoder import Encoder, load_encoder
 from taskloop.models.errors import ModelKindError, ModelNotFoundError
-from taskloop.models.tiny import BUILTIN_CORPUS, build_tokenizer
+from taskloop.models.tiny import BUILTIN_CORPUS, build_tiny_encoder
 from taskloop.tasks import factcheck
 from taskloop.tasks.factcheck import check_summary, to_checks
 
@@ -42,24 +42,7 @@ def encoder() -> Encoder:
 
 def build_tiny_nli(folder: Path, labels: dict[int, str]) -> Path:
     """A 1-layer BERT sequence classifier with ``labels``, and a word-level tokenizer."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    tok = build_tokenizer([*BUILTIN_CORPUS, COUNCIL, HEAT], append_eos=False, max_length=64)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return build_tiny_encoder(folder, texts=[*BUILTIN_CORPUS, COUNCIL, HEAT], labels=labels)
 
 
 @pytest.fixture(scope="session")

@@ -150,6 +150,54 @@ def build_tiny_model(
     return out
 
 
+def build_tiny_encoder(
+    out_dir: str | Path,
+    *,
+    texts: Iterable[str] = BUILTIN_CORPUS,
+    labels: int | dict[int, str] | None = None,
+    max_length: int = 64,
+    append_eos: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Build and save a tiny random BERT (1 layer, width 32) with a word-level tokenizer
+    over ``texts``: an encoder (``labels`` None) or a sequence classifier with that many
+    labels (1: a reward model's single logit) or those label names.
+
+    Returns:
+        The folder, loadable with ``from_pretrained`` and taskloop's loader.
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(texts, max_length=max_length, append_eos=append_eos)
+    names: dict[str, Any] = {}
+    if isinstance(labels, dict):
+        names = {
+            "num_labels": len(labels),
+            "id2label": dict(labels),
+            "label2id": {v: k for k, v in labels.items()},
+        }
+    elif labels is not None:
+        names = {"num_labels": labels}
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=max_length,
+        pad_token_id=tok.pad_token_id,
+        **names,
+    )
+    torch.manual_seed(seed)
+    model = BertModel(config) if labels is None else BertForSequenceClassification(config)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def build_marian_tokenizer(
     out_dir: str | Path,
     *,

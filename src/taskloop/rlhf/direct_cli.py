@@ -17,10 +17,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from taskloop.cliutil import handle_errors, progress_bars
+from taskloop.rlhf.feedback_cli import (
+    FeedbackFiles,
+    FromStore,
+    SimulatedWeight,
+    Source,
+    StoreUrl,
+    read_ratings,
+)
 
 if TYPE_CHECKING:
     from taskloop.rlhf.direct import DirectResult
-    from taskloop.rlhf.records import PointLabel, PreferencePair
 
 METRIC_ROWS = (
     ("reward_accuracy", "preference accuracy of the implicit reward"),
@@ -28,34 +35,6 @@ METRIC_ROWS = (
     ("logprob_accuracy", "preference accuracy of the policy's log-prob"),
     ("loss", "loss"),
 )
-
-
-def _read(
-    data: list[Path] | None, from_store: bool, database_url: str | None
-) -> tuple[list[PreferencePair], list[PointLabel]]:
-    from taskloop.rlhf.errors import RLHFError
-    from taskloop.rlhf.feedback import from_store as read_store
-    from taskloop.rlhf.feedback import read_feedback
-
-    if not data and not from_store:
-        raise RLHFError(
-            "no ratings to train on: pass --data FILE (an export) and/or --from-store",
-            hint="export ratings with GET /v1/feedback/export?shape=pairs (or thumbs for "
-            "--loss kto), or read the service's database with --from-store",
-        )
-    if database_url and not from_store:
-        raise RLHFError("--database-url is for --from-store", hint="add --from-store")
-    pairs: list[PreferencePair] = []
-    points: list[PointLabel] = []
-    for path in data or []:
-        got_pairs, got_points = read_feedback(path)
-        pairs += got_pairs
-        points += got_points
-    if from_store:
-        got_pairs, got_points = read_store(database_url)
-        pairs += got_pairs
-        points += got_points
-    return pairs, points
 
 
 def _fmt(value: float | None) -> str:
@@ -115,40 +94,11 @@ def direct_command(
             show_default=False,
         ),
     ],
-    data: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--data",
-            metavar="FILE",
-            help="A feedback export (JSON Lines from GET /v1/feedback/export, any shape, "
-            ".gz allowed) or HH-RLHF {chosen, rejected} file; repeatable.",
-        ),
-    ] = None,
-    from_store: Annotated[
-        bool,
-        typer.Option("--from-store", help="Also read every rating in the service's database."),
-    ] = False,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            metavar="URL",
-            help="The database --from-store reads (default: the service's own).",
-        ),
-    ] = None,
-    source: Annotated[
-        str,
-        typer.Option(
-            metavar="human|simulated|all",
-            help="Which ratings to learn from: people's, the heuristic checks', or both.",
-        ),
-    ] = "all",
-    simulated_weight: Annotated[
-        float,
-        typer.Option(
-            min=0.0, help="Multiplies the weight of simulated ratings (0.5 counts them half)."
-        ),
-    ] = 1.0,
+    data: FeedbackFiles = None,
+    from_store: FromStore = False,
+    database_url: StoreUrl = None,
+    source: Source = "all",
+    simulated_weight: SimulatedWeight = 1.0,
     loss: Annotated[
         str,
         typer.Option(
@@ -207,7 +157,6 @@ def direct_command(
     prints the held-out accuracy of the implicit reward before and after.
     """
     from taskloop.rlhf.direct import DirectConfig, train_direct
-    from taskloop.rlhf.feedback import select_source
 
     config = DirectConfig(
         loss=loss,  # type: ignore[arg-type]  # checked by config.check()
@@ -223,8 +172,8 @@ def direct_command(
         device=device,
     )
     config.check()
-    pairs, points = _read(data, from_store, database_url)
-    pairs, points = select_source(pairs, points, source, simulated_weight)  # type: ignore[arg-type]
+    ratings = read_ratings(data, from_store, database_url, source, simulated_weight)
+    pairs, points = ratings.pairs, ratings.points
     with progress_bars(not json_out):
         result = train_direct(policy, pairs, points, out, config, register_as=register)
     if json_out:

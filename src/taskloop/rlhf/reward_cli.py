@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from taskloop.cliutil import handle_errors, progress_bars
-from taskloop.rlhf.errors import FeedbackDataError
+from taskloop.rlhf.feedback_cli import (
+    FeedbackFiles,
+    FromStore,
+    SimulatedWeight,
+    Source,
+    StoreUrl,
+    read_ratings,
+)
 
 if TYPE_CHECKING:
     from taskloop.rlhf.feedback import FeedbackRead
@@ -50,21 +57,6 @@ def _default_out() -> Path:
     from taskloop.config import taskloop_home
 
     return taskloop_home() / "reward" / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _read(data: list[Path], from_store: bool, database_url: str | None) -> list[FeedbackRead]:
-    from taskloop.rlhf.errors import RewardModelError
-    from taskloop.rlhf.feedback import NO_FEEDBACK_HINT, load_feedback, store_feedback
-
-    if not data and not from_store:
-        raise RewardModelError(
-            "no feedback to train on: give --data FILE and/or --from-store",
-            hint=NO_FEEDBACK_HINT,
-        )
-    reads = [load_feedback(path) for path in data]
-    if from_store:
-        reads.append(store_feedback(database_url))
-    return reads
 
 
 def table_rows(result: RewardResult) -> list[tuple[str, str]]:
@@ -110,35 +102,11 @@ def _print(result: RewardResult, reads: list[FeedbackRead]) -> None:
 
 @handle_errors
 def reward_command(
-    data: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--data",
-            metavar="FILE",
-            help="Feedback file (repeatable): a GET /v1/feedback/export JSONL of any shape "
-            "(pairs, thumbs, scores) or HH-RLHF {chosen, rejected} JSONL; .gz allowed.",
-        ),
-    ] = None,
-    from_store: Annotated[
-        bool,
-        typer.Option("--from-store", help="Also read every rating in the service's database."),
-    ] = False,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            metavar="URL",
-            help="The database of --from-store (default: the service's, "
-            "TASKLOOP_SERVE_DATABASE_URL or $TASKLOOP_HOME/serve.db).",
-        ),
-    ] = None,
-    source: Annotated[
-        str, typer.Option(help="Which ratings train: human, simulated or all.")
-    ] = "all",
-    simulated_weight: Annotated[
-        float,
-        typer.Option(min=0.0, help="Weight multiplier of simulated ratings (0.5 = half)."),
-    ] = 1.0,
+    data: FeedbackFiles = None,
+    from_store: FromStore = False,
+    database_url: StoreUrl = None,
+    source: Source = "all",
+    simulated_weight: SimulatedWeight = 1.0,
     backbone: Annotated[
         str | None,
         typer.Option(
@@ -219,11 +187,8 @@ def reward_command(
     OUT/reward_config.json. --register logs the run to the model registry.
     """
     from taskloop.rlhf.errors import RewardModelError
-    from taskloop.rlhf.feedback import SOURCES, select_source
     from taskloop.rlhf.reward import RewardConfig, train_reward_model
 
-    if source not in SOURCES:
-        raise FeedbackDataError(f"unknown --source {source!r}", hint="use human, simulated or all")
     if alias and not register:
         raise RewardModelError("--alias needs --register NAME", hint="add --register NAME")
     config = RewardConfig(
@@ -242,13 +207,10 @@ def reward_command(
         truncation_side=truncation_side,
     )
     config.check()
-    reads = _read(list(data or []), from_store, database_url)
-    pairs, points = select_source(
-        [p for r in reads for p in r.pairs],
-        [p for r in reads for p in r.points],
-        source,  # type: ignore[arg-type]
-        simulated_weight,
+    ratings = read_ratings(
+        data, from_store, database_url, source, simulated_weight, error=RewardModelError
     )
+    reads, pairs, points = ratings.reads, ratings.pairs, ratings.points
     if not pairs and not points:
         from taskloop.rlhf.feedback import NO_FEEDBACK_HINT
 
