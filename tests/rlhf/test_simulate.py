@@ -35,10 +35,10 @@ from taskloop.rlhf.simulate import (
     SIMULATOR,
     score_output,
     score_outputs,
-    simulate_store,
     simulated_rating,
     verifiable_reward,
 )
+from taskloop.rlhf.simulate_store import simulate_store
 from taskloop.serve.records import FeedbackIn, PredictionRecord
 from taskloop.serve.storage import make_engine, repo, session_factory, upgrade
 from taskloop.serve.storage.tables import FeedbackRow

@@ -23,7 +23,7 @@ from taskloop.errors import InputFileError
 from taskloop.rlhf.errors import RLHFError
 
 if TYPE_CHECKING:
-    from taskloop.rlhf.simulate import SimulateSummary
+    from taskloop.rlhf.simulate_store import SimulateSummary
 
 EMPTY_HINT = (
     "serve and ask some questions first: `taskloop serve`, then POST task rows to "
@@ -175,7 +175,7 @@ def simulate_command(
     no rating (the database is still migrated when it is behind).
     """
     from taskloop.data.records import TASKS
-    from taskloop.rlhf.simulate import simulate_store
+    from taskloop.rlhf.simulate_store import simulate_store
     from taskloop.serve.settings import ServeSettings
     from taskloop.serve.storage import make_engine, session_factory, upgrade
     from taskloop.serve.storage.db import normalize_url
