@@ -233,3 +233,18 @@ def test_kind_from_config(config: SimpleNamespace, kind: str) -> None:
 )
 def test_window(max_length: int, config: SimpleNamespace, window: int) -> None:
     assert context_window(SimpleNamespace(model_max_length=max_length), config) == window
+
+
+def test_a_folder_rewritten_after_loading_is_loaded_again(tmp_path: Path) -> None:
+    """The cache keeps a model for the process, unless its folder changed since (a
+    retraining saved into the same folder): then the next load reads the new weights."""
+    folder = build_tiny_model(tmp_path / "m", "seq2seq", seed=1)
+    first = load_model(ModelSpec(str(folder), device="cpu"))
+    assert load_model(ModelSpec(str(folder), device="cpu")) is first  # unchanged: cached
+    build_tiny_model(folder, "seq2seq", seed=2)
+    second = load_model(ModelSpec(str(folder), device="cpu"))
+    assert second is not first and second.version != first.version
+    a = next(iter(first.model.parameters()))
+    b = next(iter(second.model.parameters()))
+    assert not torch.equal(a, b)
+    assert load_model(ModelSpec(str(folder), device="cpu")) is second

@@ -242,8 +242,20 @@ _TOKENIZER_FILES = (
     "sentencepiece.bpe.model", "source.spm", "vocab.json", "vocab.txt", "merges.txt",
 )  # fmt: skip
 
-_cache: dict[ModelSpec, LoadedModel] = {}
+_cache: dict[ModelSpec, tuple[LoadedModel, tuple[tuple[str, int, int], ...]]] = {}
 _cache_lock = threading.Lock()
+
+
+def folder_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of each file in a model folder: a cheap check (a few stats)
+    that the folder still holds what was loaded from it."""
+    try:
+        return tuple(
+            sorted((f.name, st.st_size, st.st_mtime_ns) for f in path.iterdir() if f.is_file()
+                   for st in [f.stat()])
+        )  # fmt: skip
+    except OSError:
+        return ()
 
 
 def load_model(spec: ModelSpec | str) -> LoadedModel:
@@ -263,11 +275,16 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
         path = resolve(spec)
         key = dataclasses.replace(spec, name=str(path))
     with _cache_lock:
-        if key in _cache:
-            return _cache[key]
+        hit = _cache.get(key)
+    if hit is not None:
+        # A folder rewritten since (a retraining into the same folder) is loaded again.
+        if folder_stamp(Path(hit[0].path)) == hit[1]:
+            return hit[0]
+        logger.info("model %s changed on disk since it was loaded: loading it again", spec.name)
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     path = path or resolve(spec)
+    stamp = folder_stamp(path)  # before reading: a write during the load makes it stale
     import transformers
     from transformers import (
         AutoConfig,
@@ -345,5 +362,5 @@ def load_model(spec: ModelSpec | str) -> LoadedModel:
             kind=kind, window=loaded.window, params=sum(p.numel() for p in model.parameters())
         )
     with _cache_lock:
-        _cache[key] = loaded
+        _cache[key] = (loaded, stamp)
     return loaded
