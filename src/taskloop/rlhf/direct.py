@@ -659,20 +659,14 @@ def load_policy(name: str | Path) -> tuple[Any, Any, Kind]:
     return model, tokenizer, policy_kind(model)
 
 
-def _window(model: Any) -> int | None:
-    for key in ("n_positions", "max_position_embeddings"):
-        value = getattr(model.config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def _budgets(kind: Kind, model: Any, cfg: DirectConfig, warnings: list[str]) -> tuple[int, int]:
-    """(prompt, response) token budgets. A causal policy reads both in one window: when
-    they do not fit, the response keeps at most half the window and the prompt the rest."""
-    window = _window(model) if kind == "causal" else None
+def _budgets(kind: Kind, window: int, cfg: DirectConfig, warnings: list[str]) -> tuple[int, int]:
+    """(prompt, response) token budgets. A causal policy reads both in one ``window``:
+    when they do not fit, the response keeps at most half the window and the prompt the
+    rest."""
+    if kind != "causal":
+        return cfg.max_prompt_tokens, cfg.max_response_tokens
     prompt, response = cfg.max_prompt_tokens, cfg.max_response_tokens
-    if window is None or prompt + response <= window:
+    if prompt + response <= window:
         return prompt, response
     response = max(2, min(response, window // 2))
     prompt = window - response
@@ -800,7 +794,7 @@ def train_direct(
     """
     cfg = config or DirectConfig()
     cfg.check()
-    from taskloop.models.loader import pick_device
+    from taskloop.models.loader import context_window, pick_device
     from taskloop.train.runtime import seed_everything
 
     t_start = time.perf_counter()
@@ -819,7 +813,8 @@ def train_direct(
         if not valid_items:
             warnings.append("no held-out rows: before/after metrics are on the training rows")
             valid_items = train_items
-        prompt_budget, response_budget = _budgets(kind, model, cfg, warnings)
+        window = context_window(tokenizer, model.config)
+        prompt_budget, response_budget = _budgets(kind, window, cfg, warnings)
 
         def encode(chosen: list[Any], seed: int) -> Rows:
             return encode_rows(
