@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import platform
+import shutil
 import tempfile
 import time
 import zipfile
@@ -26,7 +27,14 @@ from pydantic import BaseModel, Field
 from taskloop import __version__, progress
 from taskloop.blob import Report, encode_zip_to_utf8_blob, extract_blob, load_key_file
 from taskloop.data.errors import NoTasksError
-from taskloop.data.loader import FileGroup, LoadResult, load_tasks
+from taskloop.data.loader import (
+    MANIFEST,
+    TASK_FILE_SUFFIXES,
+    FileGroup,
+    LoadResult,
+    load_tasks,
+    task_suffix,
+)
 from taskloop.data.records import Prediction, RowError, TaskSummary
 from taskloop.errors import InputFileError
 from taskloop.log import step
@@ -38,7 +46,7 @@ from taskloop.tasks.context import Resources, TaskContext
 
 class InputInfo(BaseModel):
     path: str
-    kind: str  # "folder", "zip", "blob"
+    kind: str  # "folder", "file", "zip", "blob"
     blob_outcome: str | None = None
     blob_problems: list[str] = Field(default_factory=list)
     blob_notes: list[str] = Field(default_factory=list)
@@ -73,14 +81,21 @@ class RunResult:
 
 @contextmanager
 def open_input(path: Path, cfg: RunConfig) -> Iterator[tuple[Path, InputInfo]]:
-    """The input as a folder: used as is, or a zip/blob extracted (repaired if damaged)."""
+    """The input as a folder: used as is, a single task file (.jsonl/.json/.csv, also
+    gzipped) in a folder of its own, or a zip/blob extracted (repaired if damaged)."""
     if path.is_dir():
         yield path, InputInfo(path=str(path), kind="folder")
         return
     if not path.is_file():
         raise InputFileError(
-            f"input {str(path)!r} does not exist", hint="pass a blob, a .zip or a folder"
+            f"input {str(path)!r} does not exist",
+            hint="pass a blob, a .zip, a folder or a task file (.jsonl, .json, .csv)",
         )
+    if task_suffix(path) in TASK_FILE_SUFFIXES and path.name != MANIFEST:
+        with tempfile.TemporaryDirectory(prefix="taskloop-run-") as tmp:
+            shutil.copyfile(path, Path(tmp) / path.name)
+            yield Path(tmp), InputInfo(path=str(path), kind="file")
+        return
     key = load_key_file(cfg.key_file) if cfg.key_file else None
     with tempfile.TemporaryDirectory(prefix="taskloop-run-") as tmp:
         report: Report = extract_blob(path, Path(tmp) / "archive", key=key, repair=True)

@@ -95,7 +95,8 @@ def run_command(
         Path,
         typer.Argument(
             metavar="INPUT",
-            help="A taskloop blob, a base64 text, a .zip, or a folder of task files.",
+            help="A taskloop blob, a base64 text, a .zip, a folder of task files, or one "
+            "task file (.jsonl, .json, .csv; named for its task when rows lack 'task').",
         ),
     ],
     out: Annotated[

@@ -7,6 +7,7 @@ be reported as skipped with what to pass, never answered.
 
 from __future__ import annotations
 
+import gzip
 import json
 import zipfile
 from pathlib import Path
@@ -97,6 +98,15 @@ def test_zip_folder_and_blob_inputs_agree(tmp_path: Path, sample_run):
     assert [(p.id, p.output) for p in via_zip.predictions] == expected
     assert [(p.id, p.output) for p in via_dir.predictions] == expected
     assert via_zip.report.input.kind == "zip" and via_dir.report.input.kind == "folder"
+    # a single task file is read as a folder holding just that file (gzipped too)
+    qa_files = sorted(folder.rglob("qa*.jsonl"))
+    assert len(qa_files) == 1
+    gz = tmp_path / "qa.jsonl.gz"
+    gz.write_bytes(gzip.compress(qa_files[0].read_bytes()))
+    for single in (qa_files[0], gz):
+        via_file = run(single, config=config)
+        assert via_file.report.input.kind == "file"
+        assert [(p.id, p.output) for p in via_file.predictions] == expected
 
 
 def test_bad_rows_are_reported_and_good_rows_still_run(tmp_path: Path):
