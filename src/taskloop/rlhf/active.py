@@ -419,7 +419,11 @@ def select(
                 f"none of the {len(candidates)} candidates has a signal that strategy "
                 f"{strategy!r} uses ({', '.join(used)})",
                 hint="pass --reward-model for uncertainty, --reference for drift, or use "
-                "--strategy combined or random",
+                + (
+                    "--strategy random"
+                    if strategy == "combined"
+                    else "--strategy combined (all signals) or random"
+                ),
             )
         # Rounding keeps float noise from reordering equal priorities.
         ranked = sorted(scored, key=lambda pi: (-round(pi[0], 12), pi[1]))
