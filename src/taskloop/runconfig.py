@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskloop.config import read_yaml
-from taskloop.data.errors import DataError, first_error
+from taskloop.data.errors import DataError, validated
 from taskloop.data.records import TASKS, TaskName
 from taskloop.errors import ExitStatus
 from taskloop.tasks.context import FileOptions
@@ -85,11 +85,10 @@ def load_config(path: str | Path | None, **overrides: Any) -> RunConfig:
             data["models"] = {**base, **value} if isinstance(base, dict) else base
         else:
             data[key] = value
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        loc, msg, _ = first_error(exc)
-        raise ConfigError(
-            f"config{' ' + str(path) if path else ''}: {loc}: {msg}",
-            hint="see `taskloop run --help` and docs/task-format.md",
-        ) from None
+    return validated(
+        RunConfig,
+        data,
+        error=ConfigError,
+        where=f"config{' ' + str(path) if path else ''}: ",
+        hint="see `taskloop run --help` and docs/task-format.md",
+    )

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from taskloop.errors import ExitStatus, TaskloopError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def first_error(exc: ValidationError) -> tuple[str, str, str]:
     """The first problem pydantic found: (dotted field path, message, error type)."""
     first = exc.errors()[0]
     return ".".join(str(p) for p in first["loc"]), first["msg"], first["type"]
+
+
+def validated(model: type[M], data: Any, *, error: type[TaskloopError], where: str, hint: str) -> M:
+    """``data`` validated as ``model``; the first problem raises ``error`` with the message
+    ``{where}{dotted key}: {problem}`` (``where`` ends with ": " or ".").
+
+    Raises:
+        error: the data does not validate (an unknown key, a bad value).
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        loc, msg, _ = first_error(exc)
+        raise error(f"{where}{loc}: {msg}", hint=hint) from None
 
 
 class DataError(TaskloopError):

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taskloop.data.errors import ManifestError, first_error
+from taskloop.data.errors import ManifestError, first_error, validated
 from taskloop.data.records import EXAMPLE_TYPES, TASKS, Example, RowError, TaskName, Where
 from taskloop.tasks.context import FileOptions
 
@@ -109,14 +109,13 @@ def read_manifest(root: Path) -> tuple[dict[str, Any], dict[str, FileOptions]]:
 
 def _file_options(place: str, values: dict[str, Any]) -> FileOptions:
     """Validated options; an error names ``place`` and the bad option."""
-    try:
-        return FileOptions.model_validate(values)
-    except ValidationError as exc:
-        loc, msg, _ = first_error(exc)
-        raise ManifestError(
-            f"{MANIFEST}: {place}.{loc}: {msg}",
-            hint="see docs/task-format.md for the options a file may set",
-        ) from None
+    return validated(
+        FileOptions,
+        values,
+        error=ManifestError,
+        where=f"{MANIFEST}: {place}.",
+        hint="see docs/task-format.md for the options a file may set",
+    )
 
 
 def discover(root: Path, options: dict[str, FileOptions]) -> list[str]:

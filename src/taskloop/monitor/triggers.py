@@ -140,17 +140,16 @@ def load_rules(path: str | Path | None) -> TriggerRules:
     if path is None:
         return TriggerRules()
     from taskloop.config import read_yaml
-    from taskloop.data.errors import first_error
+    from taskloop.data.errors import validated
 
     data = read_yaml(path, RetrainError)  # YAML reads JSON too
-    try:
-        return TriggerRules.model_validate(data)
-    except ValidationError as exc:
-        loc, msg, _ = first_error(exc)
-        raise RetrainError(
-            f"rules {path}: {loc}: {msg}",
-            hint="see docs/retraining.md for every rule and key; unknown keys are refused",
-        ) from None
+    return validated(
+        TriggerRules,
+        data,
+        error=RetrainError,
+        where=f"rules {path}: ",
+        hint="see docs/retraining.md for every rule and key; unknown keys are refused",
+    )
 
 
 # --------------------------------------------------------------------- stats and results

@@ -14,13 +14,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from taskloop.config import read_yaml
-from taskloop.data.errors import first_error
+from taskloop.data.errors import validated
 from taskloop.data.records import TaskName
 from taskloop.train.errors import TrainConfigError
 
@@ -282,11 +281,10 @@ def load_train_config(
 
 
 def validate(data: dict[str, Any], source: str | None = None) -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        loc, msg, _ = first_error(exc)
-        raise TrainConfigError(
-            f"config{' ' + source if source else ''}: {loc}: {msg}",
-            hint="see docs/training.md for every key; unknown keys are refused",
-        ) from None
+    return validated(
+        TrainConfig,
+        data,
+        error=TrainConfigError,
+        where=f"config{' ' + source if source else ''}: ",
+        hint="see docs/training.md for every key; unknown keys are refused",
+    )
