@@ -79,23 +79,21 @@ def write_jsonl(path: Path, rows: list, *, gz: bool = False) -> Path:
 # --- export shapes ------------------------------------------------------------------------
 
 
+# The preference and the score-gap pair of PAIR_ROW and GAP_ROW (and of _fill_store).
+EXPECTED_PAIRS = [
+    PreferencePair(QA_PROMPT, "Ann", "Bob", task="qa", origin="preference"),
+    PreferencePair(
+        QA_PROMPT, "Ann", "Bob", task="qa", source="simulated", weight=0.5, margin=3.0,
+        origin="score_gap",
+    ),
+]  # fmt: skip
+
+
 def test_every_export_shape_in_one_file(tmp_path: Path):
     """A pair, a score-gap pair, a thumb and a score, each its own shape by its keys."""
     path = write_jsonl(tmp_path / "export.jsonl", [PAIR_ROW, GAP_ROW, THUMB_ROW, SCORE_ROW])
     pairs, points = read_feedback(path)
-    assert pairs == [
-        PreferencePair(QA_PROMPT, "Ann", "Bob", task="qa", origin="preference"),
-        PreferencePair(
-            QA_PROMPT,
-            "Ann",
-            "Bob",
-            task="qa",
-            source="simulated",
-            weight=0.5,
-            margin=3.0,
-            origin="score_gap",
-        ),
-    ]
+    assert pairs == EXPECTED_PAIRS
     assert points == [
         PointLabel(QA_PROMPT, "Bob", label=False, task="qa", source="simulated", weight=0.5),
         PointLabel("D.", "Short.", score=1.0, task="summarize"),
@@ -235,19 +233,7 @@ def test_from_store_reads_every_shape(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     _fill_store(url)
     pairs, points = from_store(url)
-    assert pairs == [
-        PreferencePair(QA_PROMPT, "Ann", "Bob", task="qa", origin="preference"),
-        PreferencePair(
-            QA_PROMPT,
-            "Ann",
-            "Bob",
-            task="qa",
-            source="simulated",
-            weight=0.5,
-            margin=3.0,
-            origin="score_gap",
-        ),
-    ]
+    assert pairs == EXPECTED_PAIRS
     sim = {"source": "simulated", "weight": 0.5}
     assert points == [
         PointLabel(QA_PROMPT, "Ann", label=True, task="qa"),
