@@ -19,8 +19,7 @@ import torch
 from safetensors.torch import load_file
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskloop.models.registry import client, log_run, promote, rollback, show
-from taskloop.models.tiny import build_tiny_model
+from taskloop.models.registry import log_run, promote, rollback, show
 from taskloop.monitor.retrain import (
     GATE_TAG,
     JobContext,
@@ -53,26 +52,7 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow store for the module (opening one costs seconds); tests use own names."""
-    root = tmp_path_factory.mktemp("retrain-store")
-    uri = f"sqlite:///{root.as_posix()}/mlflow.db"
-    client(uri)
-    return uri
-
-
-@pytest.fixture(autouse=True)
-def _registry(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKLOOP_TRACKING_URI", store)
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Tiny seq2seq models with different random weights (seeds 1, 2)."""
-    root = tmp_path_factory.mktemp("retrain-models")
-    return {seed: build_tiny_model(root / f"m{seed}", "seq2seq", seed=seed) for seed in (1, 2)}
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 @pytest.fixture

@@ -8,12 +8,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from taskloop.cli import app
-from taskloop.models.registry import client, log_run, promote
-from taskloop.models.tiny import build_tiny_model
+from taskloop.models.registry import log_run, promote
 from taskloop.monitor.retrain import aliases
 from taskloop.monitor.triggers import load_state, state_path
 from taskloop.monitor.triggers_cli import TRIGGER_EXIT
@@ -31,24 +29,7 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    root = tmp_path_factory.mktemp("retrain-cli-store")
-    uri = f"sqlite:///{root.as_posix()}/mlflow.db"
-    client(uri)
-    return uri
-
-
-@pytest.fixture(autouse=True)
-def _registry(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKLOOP_TRACKING_URI", store)
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    root = tmp_path_factory.mktemp("retrain-cli-models")
-    return {seed: build_tiny_model(root / f"m{seed}", "seq2seq", seed=seed) for seed in (1, 2)}
+pytestmark = pytest.mark.usefixtures("registry")
 
 
 @pytest.fixture
